@@ -1,0 +1,71 @@
+"""The four kinds of answer a Postfix lookup table gets, and socketmap requests/replies.
+
+Postfix socketmap_table(5): a request is ``<name> <key>``; a reply is ``OK <data>``,
+``NOTFOUND `` (with the documented trailing space, checklist #176), ``TEMP <reason>``
+or ``PERM <reason>``.  Status words are case-sensitive (#177).
+"""
+
+import enum
+from dataclasses import dataclass
+
+from postfix_sts.core.netstring import MAX_REPLY_BYTES
+
+
+class Status(enum.Enum):
+    OK = "OK"
+    NOTFOUND = "NOTFOUND"
+    TEMP = "TEMP"
+    PERM = "PERM"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One lookup result: ``text`` is the table value for OK, else the reason."""
+
+    status: Status
+    text: str = ""
+
+    def socketmap_payload(self) -> bytes:
+        """The socketmap reply payload (without netstring framing), within Postfix's limit."""
+        payload = f"{self.status.value} {self.text}".encode()
+        if len(payload) > MAX_REPLY_BYTES:
+            return b"TEMP reply too large for socketmap"
+        return payload
+
+
+NOTFOUND = Answer(Status.NOTFOUND)
+
+
+def temp(reason: str) -> Answer:
+    """A temporary failure: Postfix defers the mail and retries later (checklist #178)."""
+    return Answer(Status.TEMP, _one_line(reason))
+
+
+def perm(reason: str) -> Answer:
+    """A permanent error: Postfix treats the table as misconfigured and defers (#178)."""
+    return Answer(Status.PERM, _one_line(reason))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True, slots=True)
+class SocketmapRequest:
+    map_name: str
+    key: str
+
+
+def parse_socketmap_request(payload: bytes) -> SocketmapRequest | Answer:
+    """Split ``<name> <key>``; a request without a key gets a PERM answer.
+
+    A key that is not UTF-8 cannot be a domain name; it is passed on as an
+    undecodable marker so the lookup answers NOTFOUND for it.
+    """
+    name, _, key = payload.partition(b" ")
+    if not name or not key:
+        return perm("malformed socketmap request: expected '<map name> <key>'")
+    try:
+        return SocketmapRequest(name.decode("ascii"), key.decode("utf-8"))
+    except UnicodeDecodeError:
+        return NOTFOUND

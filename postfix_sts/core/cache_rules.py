@@ -1,0 +1,173 @@
+"""Policy caching rules, RFC 8461 sections 3.3 and 5.1, as pure functions of ``now``.
+
+The service runs one *resolution* of a domain as two steps and asks this module
+what each step means for the cached policy:
+
+1. :func:`after_discovery` with the TXT outcome: serve the cached policy as it is,
+   give up, or :class:`Fetch` a new policy.
+2. :func:`after_fetch` with the fetch outcome.
+
+Rules (section numbers of RFC 8461):
+
+* A policy is served until ``fetched_at + max_age`` (section 3.2 ``max_age``: "from
+  the last policy fetch"), never after; an unchanged TXT id does not extend it
+  (checklist #96, docs/rfc-decisions.md).
+* A fetched valid policy replaces the cached one only when the TXT id differs
+  from the cached one's, or the cached one has expired (section 3.3, section 5.1).
+  ``mode: none`` is such a policy and ends enforcement (section 5, item 3).
+* When the TXT lookup fails, the TXT record disappears or turns invalid, the fetch
+  fails, or the new policy is invalid, an unexpired cached policy stays in force
+  (section 3.3 "Conversely", section 5.1 step 3, section 10.2).
+* The TXT record is re-checked after ``recheck`` seconds, not on every query;
+  after a failure, after ``retry`` seconds (section 3.3 asks not to refetch the
+  same id more often than every five minutes).
+* A policy is fetched again, even for an unchanged id, once it is older than
+  half its ``max_age`` or one day, whichever is sooner (section 3.3, last
+  paragraph: "refresh cached policies before they expire ... once per day").
+  So a policy in use is renewed long before it expires, and a failed refresh
+  leaves it in force.  The refreshed policy replaces the cached one, so a
+  publisher who switched to ``mode: none`` without a new id is honoured no later
+  than a sender without a cache would honour it.
+"""
+
+from dataclasses import dataclass
+
+from postfix_sts.core.sts_policy import StsPolicy
+from postfix_sts.core.sts_txt import StsRecord
+
+#: RFC 8461 section 3.3: "a suggested refresh frequency is once per day".
+REFRESH_AFTER = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPolicy:
+    """A policy as cached: what was fetched, for which TXT id, and when to look again."""
+
+    domain: str
+    policy_id: str
+    policy: StsPolicy
+    fetched_at: float
+    next_check_at: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.fetched_at + self.policy.max_age
+
+    def servable(self, now: float) -> bool:
+        """Unexpired: RFC 8461 section 3.2 ``max_age`` counted from the fetch."""
+        return now < self.fetched_at + self.policy.max_age
+
+    @property
+    def refresh_at(self) -> float:
+        """When the policy should be fetched again even if its id is unchanged."""
+        return self.fetched_at + min(self.policy.max_age / 2, REFRESH_AFTER)
+
+    def check_due(self, now: float) -> bool:
+        return now >= self.next_check_at
+
+
+@dataclass(frozen=True, slots=True)
+class Intervals:
+    """``recheck``: seconds between TXT checks; ``retry``: seconds after a failure."""
+
+    recheck: float
+    retry: float
+
+
+@dataclass(frozen=True, slots=True)
+class NoRecord:
+    """The domain publishes no usable STS TXT record (absent, invalid, or several)."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A step failed in a way that says nothing about the domain's policy."""
+
+    reason: str
+    detail: str
+
+
+Discovery = StsRecord | NoRecord | Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """The policy for ``record`` must be fetched."""
+
+    record: StsRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of a resolution.
+
+    ``entry`` is what to serve from now on (``None``: no policy).  ``persist`` is
+    true when the durable copy must change (a new policy, or one dropped);
+    a changed ``next_check_at`` alone needs no disk write.
+    """
+
+    entry: CachedPolicy | None
+    reason: str
+    detail: str
+    persist: bool
+
+
+def after_discovery(
+    cached: CachedPolicy | None, discovery: Discovery, *, now: float, intervals: Intervals
+) -> Fetch | Outcome:
+    """What the TXT lookup outcome means for the cached policy (sections 3.3, 5.1)."""
+    live = cached if cached is not None and cached.servable(now) else None
+    if isinstance(discovery, StsRecord):
+        if live is not None and live.policy_id == discovery.id and now < live.refresh_at:
+            detail = f"TXT id {discovery.id} unchanged"
+            return _keep(live, now, intervals.recheck, "id-unchanged", detail)
+        return Fetch(discovery)
+    if live is None:
+        return Outcome(None, discovery.reason, discovery.detail, persist=cached is not None)
+    interval = intervals.recheck if isinstance(discovery, NoRecord) else intervals.retry
+    detail = f"{discovery.detail}; cached policy id {live.policy_id} stays in force"
+    return _keep(live, now, interval, f"cached-kept-{discovery.reason}", detail)
+
+
+def after_fetch(
+    domain: str,
+    cached: CachedPolicy | None,
+    record: StsRecord,
+    fetched: StsPolicy | Failure,
+    *,
+    now: float,
+    intervals: Intervals,
+) -> Outcome:
+    """What the fetch outcome means for the cached policy (sections 3.3, 5.1)."""
+    if isinstance(fetched, StsPolicy):
+        entry = CachedPolicy(domain, record.id, fetched, fetched_at=now, next_check_at=now)
+        refreshed = cached is not None and cached.policy_id == record.id
+        return Outcome(
+            _with_next_check(entry, now, intervals.recheck),
+            "refreshed" if refreshed else "fetched",
+            f"policy id {record.id} mode {fetched.mode.value}",
+            persist=True,
+        )
+    live = cached if cached is not None and cached.servable(now) else None
+    if live is None:
+        return Outcome(None, fetched.reason, fetched.detail, persist=cached is not None)
+    detail = f"{fetched.detail}; cached policy id {live.policy_id} stays in force"
+    return _keep(live, now, intervals.retry, f"cached-kept-{fetched.reason}", detail)
+
+
+def _keep(entry: CachedPolicy, now: float, interval: float, reason: str, detail: str) -> Outcome:
+    return Outcome(_with_next_check(entry, now, interval), reason, detail, persist=False)
+
+
+def _with_next_check(entry: CachedPolicy, now: float, interval: float) -> CachedPolicy:
+    """``entry`` re-checked ``interval`` seconds from ``now``, or when its refresh falls
+    due if that comes first (a refresh already overdue waits for ``interval``)."""
+    next_check_at = now + interval
+    if now < entry.refresh_at < next_check_at:
+        next_check_at = entry.refresh_at
+    return CachedPolicy(
+        entry.domain, entry.policy_id, entry.policy, entry.fetched_at, next_check_at
+    )
