@@ -1,0 +1,161 @@
+"""Command line: ``postfix-sts serve`` and ``postfix-sts query DOMAIN``.
+
+No logic of its own: it parses arguments, loads the config, and calls
+:mod:`postfix_sts.app` or the service.  A bad config prints one line naming the
+key and exits with status 2.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from postfix_sts import __version__, app, config
+from postfix_sts.clock import SystemClock
+from postfix_sts.core.answer import NOTFOUND, Answer
+from postfix_sts.core.cache_rules import Failure
+from postfix_sts.core.query import NotADomain, normalize_key
+from postfix_sts.core.render import render_policy
+from postfix_sts.core.sts_policy import StsPolicy
+from postfix_sts.core.sts_txt import StsRecord
+from postfix_sts.errors import ConfigError
+from postfix_sts.service import Resolution
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, args.log_level.upper()),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cfg = config.load(args.config)
+        if args.command == "serve":
+            app.run(cfg)
+            return 0
+        return _query(cfg, args.domain, args.map, as_json=args.json)
+    except ConfigError as exc:
+        print(f"postfix-sts: config error: {exc.detail}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postfix-sts", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"postfix-sts {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML config file (default: built-in)")
+    common.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", parents=[common], help="run the policy daemon")
+    query = commands.add_parser(
+        "query", parents=[common], help="resolve one domain now and explain the answer"
+    )
+    query.add_argument("domain")
+    query.add_argument("--map", default="default", help="socketmap map name (profile)")
+    query.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _query(cfg: config.Config, key: str, map_name: str, *, as_json: bool) -> int:
+    domain = normalize_key(key)
+    if isinstance(domain, NotADomain):
+        report: dict[str, Any] = {"key": key, "answer": _wire(NOTFOUND), "reason": domain.reason}
+    else:
+        service, cache = app.build_service(cfg, SystemClock(), durable=False)
+        resolution = asyncio.run(service.resolve(domain))
+        cache.close()
+        entry = resolution.outcome.entry
+        answer = render_policy(entry.policy, cfg.profile(map_name)) if entry else NOTFOUND
+        report = {"key": key, "answer": _wire(answer), **_explain(resolution)}
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_human(report)
+    return 0
+
+
+def _wire(answer: Answer) -> str:
+    return answer.socketmap_payload().decode()
+
+
+def _explain(resolution: Resolution) -> dict[str, Any]:
+    txt = resolution.txt
+    discovery = resolution.discovery
+    result: dict[str, Any] = {
+        "domain": resolution.domain,
+        "txt": {
+            "name": f"_mta-sts.{resolution.domain}",
+            "status": txt.status if txt else "error",
+            "records": [b"".join(r).decode("ascii", "replace") for r in txt.records] if txt else [],
+            "id": discovery.id if isinstance(discovery, StsRecord) else None,
+            "error": None
+            if isinstance(discovery, StsRecord)
+            else {"reason": discovery.reason, "detail": discovery.detail},
+            "ms": round(resolution.dns_seconds * 1000, 1),
+        },
+        "fetch": None,
+        "decision": {"reason": resolution.outcome.reason, "detail": resolution.outcome.detail},
+    }
+    fetched = resolution.fetched
+    if isinstance(fetched, StsPolicy):
+        entry = resolution.outcome.entry
+        result["fetch"] = {
+            "ok": True,
+            "mode": fetched.mode.value,
+            "max_age": fetched.max_age,
+            "mx": list(fetched.mx),
+            "expires": _iso(entry.expires_at) if entry else None,
+            "policy": fetched.text,
+            "ms": round((resolution.fetch_seconds or 0) * 1000, 1),
+        }
+    elif isinstance(fetched, Failure):
+        result["fetch"] = {
+            "ok": False,
+            "reason": fetched.reason,
+            "detail": fetched.detail,
+            "ms": round((resolution.fetch_seconds or 0) * 1000, 1),
+        }
+    return result
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _print_human(report: dict[str, Any]) -> None:
+    print(f"answer:   {report['answer']}")
+    if "reason" in report:
+        print(f"why:      {report['key']!r} is not looked up: {report['reason']}")
+        return
+    txt = report["txt"]
+    print(f"domain:   {report['domain']}")
+    print(f"TXT:      {txt['name']} -> {txt['status']} ({txt['ms']} ms)")
+    for record in txt["records"]:
+        print(f"          {record!r}")
+    if txt["id"]:
+        print(f"          id={txt['id']}")
+    else:
+        print(f"          no policy: {txt['error']['reason']}: {txt['error']['detail']}")
+    fetch = report["fetch"]
+    if fetch and fetch["ok"]:
+        print(
+            f"fetch:    ok ({fetch['ms']} ms): mode {fetch['mode']}, max_age {fetch['max_age']}"
+            f", expires {fetch['expires']}"
+        )
+        print(f"          mx: {', '.join(fetch['mx']) or '-'}")
+        for line in fetch["policy"].splitlines():
+            print(f"          | {line}")
+    elif fetch:
+        print(f"fetch:    failed ({fetch['ms']} ms): {fetch['reason']}: {fetch['detail']}")
+    decision = report["decision"]
+    print(f"decision: {decision['reason']}: {decision['detail']}")

@@ -1,0 +1,93 @@
+"""DNS at the edge: dnspython's async resolver, translated into postfix-sts types.
+
+Only this module imports dnspython's resolver.  Answers become plain tuples and
+:class:`TxtAnswer`; every dnspython failure becomes :class:`DnsLookupError` with a
+reason naming the failure (``servfail``, ``timeout``, ``no-nameservers``, ...).
+dnspython's own cache is off: postfix-sts caches decisions, not raw records.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from postfix_sts.errors import ConfigError, DnsLookupError
+
+#: Upper bound on TXT records considered from one RRset (hostile zones).
+MAX_TXT_RECORDS = 64
+#: Upper bound on addresses tried for one host.
+MAX_ADDRESSES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class TxtAnswer:
+    """A TXT RRset as lists of character-strings; empty with ``status`` nxdomain/nodata."""
+
+    records: tuple[tuple[bytes, ...], ...]
+    status: str
+    ttl: int
+
+
+class DnsClient:
+    """Asynchronous lookups against the configured (or the system's) resolver."""
+
+    def __init__(self, nameservers: Sequence[tuple[str, int]], timeout: float) -> None:
+        try:
+            resolver = dns.asyncresolver.Resolver(configure=not nameservers)
+        except dns.resolver.NoResolverConfiguration as exc:
+            raise ConfigError(
+                f"[dns] nameservers: none given and no system resolver: {exc}"
+            ) from None
+        if nameservers:
+            resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers
+            ]
+        resolver.lifetime = timeout
+        resolver.cache = None
+        self._resolver = resolver
+
+    async def txt(self, name: str) -> TxtAnswer:
+        """The TXT RRset at ``name`` (CNAMEs followed by the resolver)."""
+        answer = await self._resolve(name, dns.rdatatype.TXT)
+        if answer is None:
+            return TxtAnswer((), "nxdomain", 0)
+        if answer.rrset is None:
+            return TxtAnswer((), "nodata", answer.chaining_result.minimum_ttl)
+        records = tuple(tuple(rdata.strings) for rdata in list(answer.rrset)[:MAX_TXT_RECORDS])
+        return TxtAnswer(records, "ok", answer.chaining_result.minimum_ttl)
+
+    async def addresses(self, name: str) -> list[str]:
+        """IPv4 then IPv6 addresses of ``name``; empty if it has none."""
+        found: list[str] = []
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            answer = await self._resolve(name, rdtype)
+            if answer is not None and answer.rrset is not None:
+                found.extend(rdata.address for rdata in answer.rrset)
+        return found[:MAX_ADDRESSES]
+
+    async def _resolve(
+        self, name: str, rdtype: dns.rdatatype.RdataType
+    ) -> dns.resolver.Answer | None:
+        what = f"{dns.rdatatype.to_text(rdtype)} {name}"
+        try:
+            return await self._resolver.resolve(
+                name, rdtype, raise_on_no_answer=False, search=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return None
+        except dns.resolver.LifetimeTimeout:
+            raise DnsLookupError(f"{what}: timed out", reason="timeout") from None
+        except dns.resolver.NoNameservers as exc:
+            raise DnsLookupError(f"{what}: {_servfail_detail(exc)}", reason="servfail") from None
+        except dns.exception.DNSException as exc:
+            raise DnsLookupError(f"{what}: {exc}", reason="dns-error") from None
+
+
+def _servfail_detail(exc: dns.resolver.NoNameservers) -> str:
+    errors = exc.kwargs.get("errors") or []
+    parts = [f"{server} answered {error}" for server, _tcp, _port, error, *_ in errors]
+    return "; ".join(parts) if parts else "no nameserver gave an answer"

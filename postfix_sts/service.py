@@ -1,0 +1,199 @@
+"""The lookup path: key → hot cache → (single-flight) resolution → answer.
+
+:meth:`StsService.lookup` is what the servers call.  It returns an :class:`Answer`
+at once when the hot cache can answer (no await, no task), else a task that
+resolves the domain.  Concurrent lookups of one domain share one resolution.
+
+A resolution (:meth:`StsService.resolve`) is the I/O glue around the pure rules of
+:mod:`postfix_sts.core.cache_rules`: TXT lookup, maybe an HTTPS fetch, then the
+cache update.  It never raises for DNS/HTTPS trouble: failures are values with a
+reason, logged once per resolution.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from postfix_sts.cache.hot import PolicyCache
+from postfix_sts.clock import Clock
+from postfix_sts.core.answer import NOTFOUND, Answer, temp
+from postfix_sts.core.cache_rules import (
+    CachedPolicy,
+    Discovery,
+    Failure,
+    Intervals,
+    NoRecord,
+    Outcome,
+    after_discovery,
+    after_fetch,
+)
+from postfix_sts.core.query import NotADomain, normalize_key
+from postfix_sts.core.render import Profile, render_policy
+from postfix_sts.core.sts_policy import StsPolicy, parse_policy
+from postfix_sts.core.sts_txt import select_sts_record
+from postfix_sts.dns_client import DnsClient, TxtAnswer
+from postfix_sts.errors import DnsLookupError, FetchError, PolicySyntaxError, TxtRecordError
+from postfix_sts.https_fetch import PolicyFetcher
+
+log = logging.getLogger("postfix_sts")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Everything one resolution saw and decided, for the log and ``postfix-sts query``."""
+
+    domain: str
+    txt: TxtAnswer | None
+    discovery: Discovery
+    fetched: StsPolicy | Failure | None
+    outcome: Outcome
+    dns_seconds: float
+    fetch_seconds: float | None
+
+    @property
+    def policy(self) -> CachedPolicy | None:
+        return self.outcome.entry
+
+
+class StsService:
+    """MTA-STS lookups for the servers and the CLI."""
+
+    def __init__(
+        self,
+        *,
+        dns_client: DnsClient,
+        fetcher: PolicyFetcher,
+        cache: PolicyCache,
+        intervals: Intervals,
+        profile_for: Callable[[str], Profile],
+        clock: Clock,
+    ) -> None:
+        self._dns = dns_client
+        self._fetcher = fetcher
+        self._cache = cache
+        self._intervals = intervals
+        self._profile_for = profile_for
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[Resolution]] = {}
+        self._background: set[asyncio.Task[Resolution]] = set()
+
+    def lookup(self, map_name: str, key: str) -> "Answer | asyncio.Task[Answer]":
+        """Answer a Postfix query now if the hot cache can, else return a task that will."""
+        domain = normalize_key(key)
+        if isinstance(domain, NotADomain):
+            return NOTFOUND
+        profile = self._profile_for(map_name)
+        hot = self._cache.peek(domain)
+        if hot is not None:
+            now = self._clock.now()
+            if now < hot.expires_at:
+                if now >= hot.next_check_at:
+                    self._recheck_in_background(domain)
+                return hot.answer(profile)
+        return asyncio.get_running_loop().create_task(
+            self._answer_after_resolution(domain, profile)
+        )
+
+    async def _answer_after_resolution(self, domain: str, profile: Profile) -> Answer:
+        try:
+            resolution = await self.resolve(domain)
+        except Exception:
+            log.exception("lookup %s: internal error", domain)
+            return temp("postfix-sts internal error, see its log")
+        entry = resolution.outcome.entry
+        return render_policy(entry.policy, profile) if entry is not None else NOTFOUND
+
+    def _recheck_in_background(self, domain: str) -> None:
+        """RFC 8461 section 5.1 allows checking for a new policy asynchronously."""
+        if domain in self._inflight:
+            return
+        task = asyncio.get_running_loop().create_task(self.resolve(domain))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: "asyncio.Task[Resolution]") -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background re-check failed", exc_info=task.exception())
+
+    async def resolve(self, domain: str) -> Resolution:
+        """Resolve ``domain`` now, sharing one resolution among concurrent callers."""
+        shared = self._inflight.get(domain)
+        if shared is None:
+            shared = asyncio.ensure_future(self._resolve_and_store(domain))
+            self._inflight[domain] = shared
+            shared.add_done_callback(lambda _done: self._inflight.pop(domain, None))
+        return await asyncio.shield(shared)
+
+    async def _resolve_and_store(self, domain: str) -> Resolution:
+        started = self._clock.monotonic()
+        cached = self._cache.get(domain)
+        resolution = await self._resolve(domain, cached)
+        outcome = resolution.outcome
+        if outcome.entry is not None:
+            self._cache.put(outcome.entry, persist=outcome.persist)
+        elif cached is not None:
+            self._cache.remove(domain, persist=outcome.persist)
+        _log_resolution(resolution, self._clock.monotonic() - started)
+        return resolution
+
+    async def _resolve(self, domain: str, cached: CachedPolicy | None) -> Resolution:
+        t0 = self._clock.monotonic()
+        txt, discovery = await self._discover(domain)
+        t1 = self._clock.monotonic()
+        step = after_discovery(cached, discovery, now=self._clock.now(), intervals=self._intervals)
+        if isinstance(step, Outcome):
+            return Resolution(domain, txt, discovery, None, step, t1 - t0, None)
+        fetched = await self._fetch(domain)
+        t2 = self._clock.monotonic()
+        outcome = after_fetch(
+            domain, cached, step.record, fetched, now=self._clock.now(), intervals=self._intervals
+        )
+        return Resolution(domain, txt, discovery, fetched, outcome, t1 - t0, t2 - t1)
+
+    async def _discover(self, domain: str) -> tuple[TxtAnswer | None, Discovery]:
+        """RFC 8461 section 3.1: the TXT record at ``_mta-sts.<domain>``."""
+        name = f"_mta-sts.{domain}"
+        try:
+            txt = await self._dns.txt(name)
+        except DnsLookupError as exc:
+            return None, Failure(f"txt-{exc.reason}", exc.detail)
+        if not txt.records:
+            return txt, NoRecord("no-txt", f"TXT {name}: {txt.status}")
+        try:
+            return txt, select_sts_record(txt.records)
+        except TxtRecordError as exc:
+            return txt, NoRecord(exc.reason, f"TXT {name}: {exc.detail}")
+
+    async def _fetch(self, domain: str) -> StsPolicy | Failure:
+        """RFC 8461 sections 3.2 and 3.3: fetch and parse the policy."""
+        try:
+            return parse_policy(await self._fetcher.fetch(domain))
+        except FetchError as exc:
+            return Failure(f"fetch-{exc.reason}", exc.detail)
+        except PolicySyntaxError as exc:
+            return Failure(exc.reason, f"policy of {domain}: {exc.detail}")
+
+    async def close(self) -> None:
+        """Cancel background re-checks and wait for them to end."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_resolution(resolution: Resolution, seconds: float) -> None:
+    outcome = resolution.outcome
+    entry = outcome.entry
+    policy = "none" if entry is None else f"{entry.policy.mode.value} id={entry.policy_id}"
+    level = logging.WARNING if outcome.reason.startswith("cached-kept") else logging.INFO
+    log.log(
+        level,
+        "resolved domain=%s policy=%s reason=%s took=%.3fs detail=%s",
+        resolution.domain,
+        policy,
+        outcome.reason,
+        seconds,
+        outcome.detail,
+    )
