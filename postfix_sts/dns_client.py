@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.message
+import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -51,12 +53,16 @@ class DnsClient:
         self._resolver = resolver
 
     async def txt(self, name: str) -> TxtAnswer:
-        """The TXT RRset at ``name`` (CNAMEs followed by the resolver)."""
+        """The TXT RRset at ``name`` (CNAMEs followed by the resolver).
+
+        ``ttl`` is the RRset's TTL, or for NXDOMAIN/NODATA the negative TTL:
+        min(SOA TTL, SOA MINIMUM) from the authority section (RFC 2308 section 5).
+        """
         answer = await self._resolve(name, dns.rdatatype.TXT)
-        if answer is None:
-            return TxtAnswer((), "nxdomain", 0)
+        if isinstance(answer, dns.resolver.NXDOMAIN):
+            return TxtAnswer((), "nxdomain", _nxdomain_ttl(answer))
         if answer.rrset is None:
-            return TxtAnswer((), "nodata", answer.chaining_result.minimum_ttl)
+            return TxtAnswer((), "nodata", negative_ttl(answer.response))
         records = tuple(tuple(rdata.strings) for rdata in list(answer.rrset)[:MAX_TXT_RECORDS])
         return TxtAnswer(records, "ok", answer.chaining_result.minimum_ttl)
 
@@ -65,26 +71,40 @@ class DnsClient:
         found: list[str] = []
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             answer = await self._resolve(name, rdtype)
-            if answer is not None and answer.rrset is not None:
+            if isinstance(answer, dns.resolver.Answer) and answer.rrset is not None:
                 found.extend(rdata.address for rdata in answer.rrset)
         return found[:MAX_ADDRESSES]
 
     async def _resolve(
         self, name: str, rdtype: dns.rdatatype.RdataType
-    ) -> dns.resolver.Answer | None:
+    ) -> dns.resolver.Answer | dns.resolver.NXDOMAIN:
         what = f"{dns.rdatatype.to_text(rdtype)} {name}"
         try:
             return await self._resolver.resolve(
                 name, rdtype, raise_on_no_answer=False, search=False
             )
-        except dns.resolver.NXDOMAIN:
-            return None
+        except dns.resolver.NXDOMAIN as nxdomain:
+            return nxdomain
         except dns.resolver.LifetimeTimeout:
             raise DnsLookupError(f"{what}: timed out", reason="timeout") from None
         except dns.resolver.NoNameservers as exc:
             raise DnsLookupError(f"{what}: {_servfail_detail(exc)}", reason="servfail") from None
         except dns.exception.DNSException as exc:
             raise DnsLookupError(f"{what}: {exc}", reason="dns-error") from None
+
+
+def negative_ttl(response: dns.message.Message) -> int:
+    """RFC 2308 section 5: a negative answer holds for min(SOA TTL, SOA MINIMUM)."""
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset) > 0:
+            soa = rrset[0]
+            return int(min(rrset.ttl, soa.minimum))
+    return 0
+
+
+def _nxdomain_ttl(nxdomain: dns.resolver.NXDOMAIN) -> int:
+    responses: dict[dns.name.Name, dns.message.Message] = nxdomain.kwargs.get("responses", {})
+    return min((negative_ttl(r) for r in responses.values()), default=0)
 
 
 def _servfail_detail(exc: dns.resolver.NoNameservers) -> str:

@@ -1,8 +1,10 @@
 """The hot in-memory layer of the policy cache.
 
 Lookups read only this layer: a dictionary access with no disk, network, thread
-pool or lock.  Each entry renders its Postfix answer once per profile and keeps
-it.  Writes go through to the durable store when a policy changes.
+pool or lock.  A policy entry renders its Postfix answer once per profile and
+keeps it; a negative entry ("no policy", remembered for a while) answers
+NOTFOUND.  Policy writes go through to the durable store when a policy changes;
+negative entries live in memory only.
 """
 
 import logging
@@ -10,54 +12,75 @@ import logging
 import cachetools
 
 from postfix_sts.cache.store import PolicyStore
-from postfix_sts.core.answer import Answer
-from postfix_sts.core.cache_rules import CachedPolicy
+from postfix_sts.core.answer import NOTFOUND, Answer
+from postfix_sts.core.cache_rules import CachedPolicy, NegativeEntry
 from postfix_sts.core.render import Profile, render_policy
 from postfix_sts.errors import PolicySyntaxError
 
 log = logging.getLogger(__name__)
 
 
-class HotEntry:
+class HotPolicy:
     """A cached policy with its rendered answers, keyed by profile name."""
 
-    __slots__ = ("_answers", "entry", "expires_at", "next_check_at")
+    __slots__ = ("_answers", "entry", "expires_at", "last_used")
 
-    def __init__(self, entry: CachedPolicy) -> None:
+    def __init__(self, entry: CachedPolicy, last_used: float) -> None:
         self.entry = entry
         self.expires_at = entry.expires_at
-        self.next_check_at = entry.next_check_at
+        self.last_used = last_used
         self._answers: dict[str, Answer] = {}
 
     def answer(self, profile: Profile) -> Answer:
         found = self._answers.get(profile.name)
         if found is None:
-            found = self._answers[profile.name] = render_policy(self.entry.policy, profile)
+            found = self._answers[profile.name] = render_policy(
+                self.entry.domain, self.entry.policy, profile
+            )
         return found
 
 
+class HotNegative:
+    """A domain known to have no usable policy until ``expires_at``."""
+
+    __slots__ = ("expires_at", "last_used", "negative")
+
+    def __init__(self, negative: NegativeEntry, last_used: float) -> None:
+        self.negative = negative
+        self.expires_at = negative.until
+        self.last_used = last_used
+
+    def answer(self, profile: Profile) -> Answer:
+        return NOTFOUND
+
+
+HotEntry = HotPolicy | HotNegative
+
+
 class PolicyCache:
-    """Bounded LRU of :class:`HotEntry` in front of a :class:`PolicyStore`."""
+    """Bounded LRU of hot entries in front of a :class:`PolicyStore`."""
 
     def __init__(self, store: PolicyStore, max_entries: int) -> None:
         self._store = store
         self._entries: cachetools.LRUCache[str, HotEntry] = cachetools.LRUCache(max_entries)
 
-    def load(self, now: float) -> int:
-        """Fill the hot layer from the durable store; returns the number of live policies."""
-        loaded = 0
+    def load(self, now: float) -> list[CachedPolicy]:
+        """Fill the hot layer from the durable store; returns the live policies loaded."""
+        loaded: list[CachedPolicy] = []
         for stored in self._store.load():
             try:
                 entry = stored.restore()
             except PolicySyntaxError as exc:
                 log.warning(
-                    "cache: dropping unreadable stored policy for %s: %s", stored.domain, exc.detail
+                    "cache: dropping unreadable stored policy for %s: %s",
+                    stored.domain,
+                    exc.detail,
                 )
                 self._store.delete(stored.domain)
                 continue
             if entry.servable(now):
-                self._entries[entry.domain] = HotEntry(entry)
-                loaded += 1
+                self._entries[entry.domain] = HotPolicy(entry, last_used=now)
+                loaded.append(entry)
         return loaded
 
     def peek(self, domain: str) -> HotEntry | None:
@@ -67,7 +90,7 @@ class PolicyCache:
     def get(self, domain: str) -> CachedPolicy | None:
         """The cached policy, from memory or else the durable store (resolution path)."""
         hot = self._entries.get(domain)
-        if hot is not None:
+        if isinstance(hot, HotPolicy):
             return hot.entry
         stored = self._store.get(domain)
         if stored is None:
@@ -77,11 +100,25 @@ class PolicyCache:
         except PolicySyntaxError:
             return None
 
-    def put(self, entry: CachedPolicy, *, persist: bool) -> None:
+    def negative(self, domain: str) -> NegativeEntry | None:
+        hot = self._entries.get(domain)
+        return hot.negative if isinstance(hot, HotNegative) else None
+
+    def put(self, entry: CachedPolicy, *, persist: bool, now: float) -> None:
         """Make ``entry`` current; write it to the durable store when ``persist``."""
-        self._entries[entry.domain] = HotEntry(entry)
+        current = self._entries.get(entry.domain)
+        last_used = current.last_used if current is not None else now
+        if isinstance(current, HotPolicy) and current.entry.policy is entry.policy:
+            current.entry = entry  # same policy, new schedule: keep the rendered answers
+        else:
+            self._entries[entry.domain] = HotPolicy(entry, last_used)
         if persist:
             self._store.save(entry)
+
+    def put_negative(self, negative: NegativeEntry, *, now: float) -> None:
+        current = self._entries.get(negative.domain)
+        last_used = current.last_used if current is not None else now
+        self._entries[negative.domain] = HotNegative(negative, last_used)
 
     def remove(self, domain: str, *, persist: bool) -> None:
         self._entries.pop(domain, None)

@@ -20,17 +20,24 @@ class Status(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One lookup result: ``text`` is the table value for OK, else the reason."""
+    """One lookup result: ``text`` is the table value for OK, else the reason.
+
+    ``fallback`` is a shorter OK value without optional attributes, used where
+    ``text`` would exceed a protocol's reply limit.
+    """
 
     status: Status
     text: str = ""
+    fallback: str | None = None
 
     def socketmap_payload(self) -> bytes:
         """The socketmap reply payload (without netstring framing), within Postfix's limit."""
-        payload = f"{self.status.value} {self.text}".encode()
-        if len(payload) > MAX_REPLY_BYTES:
-            return b"TEMP reply too large for socketmap"
-        return payload
+        for text in (self.text, self.fallback):
+            if text is not None:
+                payload = f"{self.status.value} {text}".encode()
+                if len(payload) <= MAX_REPLY_BYTES:
+                    return payload
+        return b"TEMP reply too large for socketmap"
 
 
 NOTFOUND = Answer(Status.NOTFOUND)

@@ -28,6 +28,11 @@ Rules (section numbers of RFC 8461):
   leaves it in force.  The refreshed policy replaces the cached one, so a
   publisher who switched to ``mode: none`` without a new id is honoured no later
   than a sender without a cache would honour it.
+* A domain without a policy is remembered as a :class:`NegativeEntry`: an
+  authoritative "no policy" for its DNS negative TTL (RFC 2308 section 5: the
+  SOA minimum rule) kept within configured bounds; a failure with nothing cached
+  for a backoff that doubles with each consecutive failure, so an outage of one
+  remote server does not make every delivery wait for the fetch deadline.
 """
 
 from dataclasses import dataclass
@@ -68,18 +73,29 @@ class CachedPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Intervals:
-    """``recheck``: seconds between TXT checks; ``retry``: seconds after a failure."""
+    """Seconds: ``recheck`` between TXT checks, ``retry`` after a failure while a
+    policy is cached; ``negative_min``/``negative_max`` bound how long "no policy"
+    is remembered; ``backoff_min``/``backoff_max`` bound the failure backoff."""
 
     recheck: float
     retry: float
+    negative_min: float = 60.0
+    negative_max: float = 3600.0
+    backoff_min: float = 60.0
+    backoff_max: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
 class NoRecord:
-    """The domain publishes no usable STS TXT record (absent, invalid, or several)."""
+    """The domain publishes no usable STS TXT record (absent, invalid, or several).
+
+    ``ttl`` is how long DNS says this answer holds: the negative TTL of an
+    NXDOMAIN/NODATA answer or the TTL of the TXT RRset.
+    """
 
     reason: str
     detail: str
+    ttl: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,34 @@ class Outcome:
     reason: str
     detail: str
     persist: bool
+    cause: "NoRecord | Failure | None" = None
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeEntry:
+    """ "No policy" remembered until ``until``; ``failures`` counts consecutive failures."""
+
+    domain: str
+    until: float
+    failures: int
+    reason: str
+
+
+def negative_entry(
+    domain: str,
+    cause: "NoRecord | Failure",
+    previous_failures: int,
+    *,
+    now: float,
+    intervals: Intervals,
+) -> NegativeEntry:
+    """How long to answer "no policy" without asking DNS or HTTPS again."""
+    if isinstance(cause, NoRecord):
+        hold = min(max(cause.ttl, intervals.negative_min), intervals.negative_max)
+        return NegativeEntry(domain, now + hold, 0, cause.reason)
+    failures = previous_failures + 1
+    hold = min(intervals.backoff_min * 2 ** min(failures - 1, 32), intervals.backoff_max)
+    return NegativeEntry(domain, now + hold, failures, cause.reason)
 
 
 def after_discovery(
@@ -126,7 +170,9 @@ def after_discovery(
             return _keep(live, now, intervals.recheck, "id-unchanged", detail)
         return Fetch(discovery)
     if live is None:
-        return Outcome(None, discovery.reason, discovery.detail, persist=cached is not None)
+        return Outcome(
+            None, discovery.reason, discovery.detail, persist=cached is not None, cause=discovery
+        )
     interval = intervals.recheck if isinstance(discovery, NoRecord) else intervals.retry
     detail = f"{discovery.detail}; cached policy id {live.policy_id} stays in force"
     return _keep(live, now, interval, f"cached-kept-{discovery.reason}", detail)
@@ -153,7 +199,9 @@ def after_fetch(
         )
     live = cached if cached is not None and cached.servable(now) else None
     if live is None:
-        return Outcome(None, fetched.reason, fetched.detail, persist=cached is not None)
+        return Outcome(
+            None, fetched.reason, fetched.detail, persist=cached is not None, cause=fetched
+        )
     detail = f"{fetched.detail}; cached policy id {live.policy_id} stays in force"
     return _keep(live, now, intervals.retry, f"cached-kept-{fetched.reason}", detail)
 
