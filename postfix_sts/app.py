@@ -9,8 +9,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import stat
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from postfix_sts.cache.hot import PolicyCache
@@ -23,7 +26,8 @@ from postfix_sts.dns_client import DnsClient
 from postfix_sts.errors import ConfigError
 from postfix_sts.https_fetch import PolicyFetcher, policy_ssl_context
 from postfix_sts.servers.socketmap import SocketmapProtocol
-from postfix_sts.service import StsService
+from postfix_sts.servers.tcp_table import TcpTableProtocol
+from postfix_sts.service import RefresherSettings, StsService
 
 log = logging.getLogger("postfix_sts")
 
@@ -50,9 +54,21 @@ def build_service(config: Config, clock: Clock, *, durable: bool) -> tuple[StsSe
         dns_client=dns_client,
         fetcher=fetcher,
         cache=cache,
-        intervals=Intervals(config.txt_recheck_interval, config.fetch_retry_interval),
-        profile_for=config.profile,
+        intervals=Intervals(
+            recheck=config.txt_recheck_interval,
+            retry=config.fetch_retry_interval,
+            negative_min=config.negative_ttl_min,
+            negative_max=config.negative_ttl_max,
+            backoff_min=config.failure_backoff_min,
+            backoff_max=config.failure_backoff_max,
+        ),
         clock=clock,
+        refresher_settings=RefresherSettings(
+            rate=config.refresh_rate,
+            idle_limit=config.refresh_idle_limit,
+            spread=config.refresh_spread,
+        ),
+        rng=random.Random(),
     )
     return service, cache
 
@@ -61,9 +77,24 @@ async def serve(config: Config) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     clock = SystemClock()
     service, cache = build_service(config, clock, durable=True)
-    loaded = cache.load(clock.now())
+    loaded = service.start()
     log.info("cache: %s backend, %d live policies loaded", config.cache_backend, loaded)
-    servers = [await _listen(listener, service, config) for listener in config.listeners]
+    servers = [
+        await _listen(
+            listener,
+            partial(SocketmapProtocol, service, config.idle_timeout, config.profile),
+            config,
+        )
+        for listener in config.listeners
+    ]
+    tcp_profile = config.profile(config.tcp_table_profile)
+    servers += [
+        await _listen(
+            listener, partial(TcpTableProtocol, service, config.idle_timeout, tcp_profile), config
+        )
+        for listener in config.tcp_table_listeners
+    ]
+    refresher = asyncio.get_running_loop().create_task(service.refresher.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -80,20 +111,19 @@ async def serve(config: Config) -> None:
             loop.remove_signal_handler(signum)
         for server in servers:
             server.close()
-        await service.close()
+        refresher.cancel()
+        await asyncio.gather(refresher, return_exceptions=True)
         cache.close()
-        for listener in config.listeners:
+        for listener in (*config.listeners, *config.tcp_table_listeners):
             if listener.path:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(listener.path)
 
 
-async def _listen(listener: Listener, service: StsService, config: Config) -> asyncio.Server:
+async def _listen(
+    listener: Listener, factory: Callable[[], asyncio.Protocol], config: Config
+) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-
-    def factory() -> SocketmapProtocol:
-        return SocketmapProtocol(service, config.idle_timeout)
-
     try:
         if listener.path:
             _remove_stale_socket(Path(listener.path))

@@ -75,7 +75,8 @@ def _query(cfg: config.Config, key: str, map_name: str, *, as_json: bool) -> int
         resolution = asyncio.run(service.resolve(domain))
         cache.close()
         entry = resolution.outcome.entry
-        answer = render_policy(entry.policy, cfg.profile(map_name)) if entry else NOTFOUND
+        profile = cfg.profile(map_name)
+        answer = render_policy(domain, entry.policy, profile) if entry else NOTFOUND
         report = {"key": key, "answer": _wire(answer), **_explain(resolution)}
     if as_json:
         print(json.dumps(report, indent=2))

@@ -38,6 +38,8 @@ class Listener:
 @dataclass(frozen=True, slots=True)
 class Config:
     listeners: tuple[Listener, ...] = (Listener("127.0.0.1", 8461),)
+    tcp_table_listeners: tuple[Listener, ...] = ()
+    tcp_table_profile: str = "default"
     unix_socket_mode: int = 0o660
     idle_timeout: float = 300.0
     nameservers: tuple[tuple[str, int], ...] = ()
@@ -48,6 +50,13 @@ class Config:
     https_port: int = 443
     txt_recheck_interval: float = 3600.0
     fetch_retry_interval: float = 300.0
+    refresh_rate: float = 10.0
+    refresh_idle_limit: float = 7 * 86_400.0
+    refresh_spread: float = 300.0
+    negative_ttl_min: float = 60.0
+    negative_ttl_max: float = 3600.0
+    failure_backoff_min: float = 60.0
+    failure_backoff_max: float = 900.0
     cache_backend: str = "sqlite"
     cache_path: Path = field(default_factory=lambda: default_state_dir() / CACHE_FILE_NAME)
     memory_entries: int = 200_000
@@ -98,6 +107,10 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         listeners=tuple(
             _listener(server, item) for item in server.string_list("listen", [DEFAULT_LISTEN])
         ),
+        tcp_table_listeners=tuple(
+            _listener(server, item) for item in server.string_list("tcp_table_listen", [])
+        ),
+        tcp_table_profile=server.string("tcp_table_profile", defaults.tcp_table_profile),
         unix_socket_mode=_mode(server, server.string("unix_socket_mode", "0660")),
         idle_timeout=server.positive("idle_timeout", defaults.idle_timeout),
         nameservers=tuple(_nameserver(dns, item) for item in dns.string_list("nameservers", [])),
@@ -108,6 +121,13 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         https_port=sts.port("https_port", defaults.https_port),
         txt_recheck_interval=sts.positive("txt_recheck_interval", defaults.txt_recheck_interval),
         fetch_retry_interval=sts.positive("fetch_retry_interval", defaults.fetch_retry_interval),
+        refresh_rate=sts.positive("refresh_rate", defaults.refresh_rate),
+        refresh_idle_limit=sts.positive("refresh_idle_limit", defaults.refresh_idle_limit),
+        refresh_spread=sts.positive("refresh_spread", defaults.refresh_spread),
+        negative_ttl_min=cache.positive("negative_ttl_min", defaults.negative_ttl_min),
+        negative_ttl_max=cache.positive("negative_ttl_max", defaults.negative_ttl_max),
+        failure_backoff_min=cache.positive("failure_backoff_min", defaults.failure_backoff_min),
+        failure_backoff_max=cache.positive("failure_backoff_max", defaults.failure_backoff_max),
         cache_backend=backend,
         cache_path=Path(path_value) if path_value else defaults.cache_path,
         memory_entries=cache.positive_int("memory_entries", defaults.memory_entries),
@@ -117,6 +137,14 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         table.finish()
     if not config.listeners:
         raise ConfigError("[server] listen: at least one listener is required")
+    if config.tcp_table_profile not in config.profiles:
+        raise ConfigError(
+            f"[server] tcp_table_profile: no profile named {config.tcp_table_profile!r}"
+        )
+    if config.negative_ttl_min > config.negative_ttl_max:
+        raise ConfigError("[cache] negative_ttl_min: must not exceed negative_ttl_max")
+    if config.failure_backoff_min > config.failure_backoff_max:
+        raise ConfigError("[cache] failure_backoff_min: must not exceed failure_backoff_max")
     if config.fetch_timeout >= 90:
         raise ConfigError("[sts] fetch_timeout: must be under 90 s (Postfix gives up after 100 s)")
     return config
@@ -131,6 +159,7 @@ def _profiles(table: "_Table") -> dict[str, Profile]:
             name=name,
             enforce_testing=testing == "enforce",
             servername=section.boolean("servername", True),
+            tlsrpt=section.boolean("tlsrpt", False),
         )
         section.finish()
     table.finish()

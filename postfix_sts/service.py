@@ -6,13 +6,15 @@ resolves the domain.  Concurrent lookups of one domain share one resolution.
 
 A resolution (:meth:`StsService.resolve`) is the I/O glue around the pure rules of
 :mod:`postfix_sts.core.cache_rules`: TXT lookup, maybe an HTTPS fetch, then the
-cache update.  It never raises for DNS/HTTPS trouble: failures are values with a
-reason, logged once per resolution.
+cache update (a policy, or a negative entry remembering "no policy").  It never
+raises for DNS/HTTPS trouble: failures are values with a reason, logged once per
+resolution.  Cached policies in use are re-checked in the background by
+:class:`postfix_sts.refresher.Refresher`, never on the lookup path.
 """
 
 import asyncio
 import logging
-from collections.abc import Callable
+import random
 from dataclasses import dataclass
 
 from postfix_sts.cache.hot import PolicyCache
@@ -27,6 +29,7 @@ from postfix_sts.core.cache_rules import (
     Outcome,
     after_discovery,
     after_fetch,
+    negative_entry,
 )
 from postfix_sts.core.query import NotADomain, normalize_key
 from postfix_sts.core.render import Profile, render_policy
@@ -35,8 +38,18 @@ from postfix_sts.core.sts_txt import select_sts_record
 from postfix_sts.dns_client import DnsClient, TxtAnswer
 from postfix_sts.errors import DnsLookupError, FetchError, PolicySyntaxError, TxtRecordError
 from postfix_sts.https_fetch import PolicyFetcher
+from postfix_sts.refresher import Refresher
 
 log = logging.getLogger("postfix_sts")
+
+
+@dataclass(frozen=True, slots=True)
+class RefresherSettings:
+    """Re-checks per second, seconds unused before a policy ages out, start-up spread."""
+
+    rate: float = 10.0
+    idle_limit: float = 7 * 86_400.0
+    spread: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,30 +79,46 @@ class StsService:
         fetcher: PolicyFetcher,
         cache: PolicyCache,
         intervals: Intervals,
-        profile_for: Callable[[str], Profile],
         clock: Clock,
+        refresher_settings: RefresherSettings,
+        rng: random.Random,
     ) -> None:
         self._dns = dns_client
         self._fetcher = fetcher
         self._cache = cache
         self._intervals = intervals
-        self._profile_for = profile_for
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Resolution]] = {}
-        self._background: set[asyncio.Task[Resolution]] = set()
+        self.refresher = Refresher(
+            cache=cache,
+            resolve=self.resolve,
+            clock=clock,
+            rng=rng,
+            rate=refresher_settings.rate,
+            idle_limit=refresher_settings.idle_limit,
+            spread=refresher_settings.spread,
+        )
 
-    def lookup(self, map_name: str, key: str) -> "Answer | asyncio.Task[Answer]":
-        """Answer a Postfix query now if the hot cache can, else return a task that will."""
+    def start(self) -> int:
+        """Load the durable cache into memory and schedule its re-checks."""
+        now = self._clock.now()
+        loaded = self._cache.load(now)
+        self.refresher.schedule_loaded(loaded, now)
+        return len(loaded)
+
+    def lookup(self, profile: Profile, key: str) -> "Answer | asyncio.Task[Answer]":
+        """Answer a Postfix query now if the hot cache can, else return a task that will.
+
+        The hot path: normalise the key, one dictionary read, one clock read.
+        """
         domain = normalize_key(key)
         if isinstance(domain, NotADomain):
             return NOTFOUND
-        profile = self._profile_for(map_name)
         hot = self._cache.peek(domain)
         if hot is not None:
             now = self._clock.now()
             if now < hot.expires_at:
-                if now >= hot.next_check_at:
-                    self._recheck_in_background(domain)
+                hot.last_used = now
                 return hot.answer(profile)
         return asyncio.get_running_loop().create_task(
             self._answer_after_resolution(domain, profile)
@@ -102,20 +131,7 @@ class StsService:
             log.exception("lookup %s: internal error", domain)
             return temp("postfix-sts internal error, see its log")
         entry = resolution.outcome.entry
-        return render_policy(entry.policy, profile) if entry is not None else NOTFOUND
-
-    def _recheck_in_background(self, domain: str) -> None:
-        """RFC 8461 section 5.1 allows checking for a new policy asynchronously."""
-        if domain in self._inflight:
-            return
-        task = asyncio.get_running_loop().create_task(self.resolve(domain))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: "asyncio.Task[Resolution]") -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background re-check failed", exc_info=task.exception())
+        return render_policy(domain, entry.policy, profile) if entry is not None else NOTFOUND
 
     async def resolve(self, domain: str) -> Resolution:
         """Resolve ``domain`` now, sharing one resolution among concurrent callers."""
@@ -131,10 +147,23 @@ class StsService:
         cached = self._cache.get(domain)
         resolution = await self._resolve(domain, cached)
         outcome = resolution.outcome
+        now = self._clock.now()
         if outcome.entry is not None:
-            self._cache.put(outcome.entry, persist=outcome.persist)
-        elif cached is not None:
-            self._cache.remove(domain, persist=outcome.persist)
+            self._cache.put(outcome.entry, persist=outcome.persist, now=now)
+            self.refresher.schedule(domain, outcome.entry.next_check_at)
+        else:
+            if cached is not None:
+                self._cache.remove(domain, persist=outcome.persist)
+            if outcome.cause is not None:
+                previous = self._cache.negative(domain)
+                negative = negative_entry(
+                    domain,
+                    outcome.cause,
+                    previous.failures if previous is not None else 0,
+                    now=now,
+                    intervals=self._intervals,
+                )
+                self._cache.put_negative(negative, now=now)
         _log_resolution(resolution, self._clock.monotonic() - started)
         return resolution
 
@@ -160,11 +189,11 @@ class StsService:
         except DnsLookupError as exc:
             return None, Failure(f"txt-{exc.reason}", exc.detail)
         if not txt.records:
-            return txt, NoRecord("no-txt", f"TXT {name}: {txt.status}")
+            return txt, NoRecord("no-txt", f"TXT {name}: {txt.status}", txt.ttl)
         try:
             return txt, select_sts_record(txt.records)
         except TxtRecordError as exc:
-            return txt, NoRecord(exc.reason, f"TXT {name}: {exc.detail}")
+            return txt, NoRecord(exc.reason, f"TXT {name}: {exc.detail}", txt.ttl)
 
     async def _fetch(self, domain: str) -> StsPolicy | Failure:
         """RFC 8461 sections 3.2 and 3.3: fetch and parse the policy."""
@@ -174,13 +203,6 @@ class StsService:
             return Failure(f"fetch-{exc.reason}", exc.detail)
         except PolicySyntaxError as exc:
             return Failure(exc.reason, f"policy of {domain}: {exc.detail}")
-
-    async def close(self) -> None:
-        """Cancel background re-checks and wait for them to end."""
-        tasks = list(self._background)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _log_resolution(resolution: Resolution, seconds: float) -> None:

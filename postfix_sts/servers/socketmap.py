@@ -1,124 +1,37 @@
-"""The socketmap server (Postfix socketmap_table(5)) on TCP or unix sockets.
+"""The socketmap server (Postfix socketmap_table(5)): netstrings ``<name> <key>``.
 
-One :class:`SocketmapProtocol` per connection: bytes in → :mod:`core.netstring`
-→ ``<name> <key>`` → :class:`Lookup` → netstring replies, strictly in request order
-(Postfix pipelines on persistent connections, checklist #181).  A hot-cache answer
-is written at once; a pending one is queued and written as soon as it and every
-earlier answer are ready.
-
-Framing errors get ``PERM <reason>`` and close the connection (#183); anything
-wrong with one request gets an answer for that request only.  Idle connections are
-closed after ``idle_timeout`` seconds; Postfix reconnects transparently (#188).
+The map name selects the profile; an unknown name gets the ``default`` profile
+(docs/rfc-decisions.md, checklist #187).  Framing errors get ``PERM <reason>`` and
+close the connection (#183).
 """
 
-import asyncio
-import collections
-import logging
-from typing import Protocol, cast
+from collections.abc import Callable
 
-from postfix_sts.core.answer import Answer, parse_socketmap_request, perm, temp
+from postfix_sts.core.answer import Answer, parse_socketmap_request
 from postfix_sts.core.netstring import NetstringDecoder, encode
-from postfix_sts.errors import FramingError
-
-log = logging.getLogger(__name__)
-
-#: Requests queued on one connection before the server stops reading from it.
-MAX_PENDING = 128
+from postfix_sts.core.render import Profile
+from postfix_sts.servers.pipeline import Lookup, PipelinedProtocol
 
 
-class Lookup(Protocol):
-    def lookup(self, map_name: str, key: str) -> "Answer | asyncio.Task[Answer]": ...
-
-
-class SocketmapProtocol(asyncio.Protocol):
-    """One client connection."""
-
-    def __init__(self, lookup: Lookup, idle_timeout: float) -> None:
-        self._lookup = lookup
-        self._idle_timeout = idle_timeout
+class SocketmapProtocol(PipelinedProtocol):
+    def __init__(
+        self, lookup: Lookup, idle_timeout: float, profile_for: Callable[[str], Profile]
+    ) -> None:
+        super().__init__(lookup, idle_timeout)
         self._decoder = NetstringDecoder()
-        self._pending: collections.deque[asyncio.Future[Answer]] = collections.deque()
-        self._transport: asyncio.Transport | None = None
-        self._loop = asyncio.get_running_loop()
-        self._last_activity = self._loop.time()
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._paused = False
+        self._profile_for = profile_for
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._idle_timer = self._loop.call_later(self._idle_timeout, self._check_idle)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        for future in self._pending:
-            future.remove_done_callback(self._flush)
-        self._pending.clear()
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        self._last_activity = self._loop.time()
+    def feed(self, data: bytes) -> None:
         self._decoder.feed(data)
-        while self._transport is not None:
-            try:
-                payload = self._decoder.next_payload()
-            except FramingError as exc:
-                log.warning("socketmap: closing connection: %s", exc.detail)
-                self._reply(perm(f"{exc.reason}: {exc.detail}"))
-                self._transport.close()
-                return
-            if payload is None:
-                return
-            self._handle(payload)
 
-    def _handle(self, payload: bytes) -> None:
+    def next_request(self) -> tuple[Profile, str] | Answer | None:
+        payload = self._decoder.next_payload()
+        if payload is None:
+            return None
         request = parse_socketmap_request(payload)
         if isinstance(request, Answer):
-            self._reply(request)
-            return
-        try:
-            result = self._lookup.lookup(request.map_name, request.key)
-        except Exception:
-            log.exception("socketmap: lookup of %r failed", request.key[:200])
-            result = temp("postfix-sts internal error, see its log")
-        if isinstance(result, Answer):
-            self._reply(result)
-            return
-        self._pending.append(result)
-        result.add_done_callback(self._flush)
-        if len(self._pending) >= MAX_PENDING and not self._paused and self._transport:
-            self._paused = True
-            self._transport.pause_reading()
+            return request
+        return self._profile_for(request.map_name), request.key
 
-    def _reply(self, answer: Answer) -> None:
-        """Write ``answer`` now, or queue it behind answers still pending."""
-        if self._pending:
-            done: asyncio.Future[Answer] = self._loop.create_future()
-            done.set_result(answer)
-            self._pending.append(done)
-        elif self._transport is not None:
-            self._transport.write(encode(answer.socketmap_payload()))
-
-    def _flush(self, _future: "asyncio.Future[Answer]") -> None:
-        """Write every answer at the head of the queue that is ready, in order."""
-        while self._pending and self._pending[0].done() and self._transport is not None:
-            future = self._pending.popleft()
-            if future.cancelled() or future.exception() is not None:
-                answer = temp("postfix-sts lookup failed, see its log")
-            else:
-                answer = future.result()
-            self._transport.write(encode(answer.socketmap_payload()))
-        if self._paused and len(self._pending) < MAX_PENDING // 2 and self._transport:
-            self._paused = False
-            self._transport.resume_reading()
-
-    def _check_idle(self) -> None:
-        if self._transport is None:
-            return
-        idle_for = self._loop.time() - self._last_activity
-        if idle_for >= self._idle_timeout and not self._pending:
-            self._transport.close()
-            return
-        self._idle_timer = self._loop.call_later(
-            max(self._idle_timeout - idle_for, 1.0), self._check_idle
-        )
+    def encode(self, answer: Answer) -> bytes:
+        return encode(answer.socketmap_payload())
