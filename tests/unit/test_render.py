@@ -23,7 +23,7 @@ def policy(mode: Mode, *mx: str, max_age: int = 86400) -> StsPolicy:
 
 def reply(p: StsPolicy, profile: Profile = DEFAULT) -> bytes:
     """The socketmap reply payload Postfix receives for ``p``."""
-    return render_policy(p, profile).socketmap_payload()
+    return render_policy("example.com", p, profile).socketmap_payload()
 
 
 # --- enforce ----------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_servername_can_be_switched_off_for_old_postfix() -> None:
 
 
 def test_enforce_answer_is_ok_status() -> None:
-    answer = render_policy(policy(Mode.ENFORCE, "mx.example"), DEFAULT)
+    answer = render_policy("example.com", policy(Mode.ENFORCE, "mx.example"), DEFAULT)
     assert Answer(Status.OK, "secure match=mx.example servername=hostname") == answer
 
 
@@ -104,7 +104,9 @@ def test_enforce_answer_is_ok_status() -> None:
 
 def test_testing_is_notfound_by_default() -> None:
     """#107 [MUST NOT block]: a testing policy is not enforced."""
-    assert NOTFOUND == render_policy(policy(Mode.TESTING, "mail.example.com"), DEFAULT)
+    assert NOTFOUND == render_policy(
+        "example.com", policy(Mode.TESTING, "mail.example.com"), DEFAULT
+    )
 
 
 def test_testing_is_secure_with_a_profile_that_enforces_testing() -> None:
@@ -125,7 +127,7 @@ def test_testing_enforced_without_servername() -> None:
 @pytest.mark.parametrize("mx", [(), ("mail.example.com",)])
 def test_none_is_notfound_with_every_profile(profile: Profile, mx: tuple[str, ...]) -> None:
     """#108, #207: mode none means no policy -> NOTFOUND (never ``may``)."""
-    assert NOTFOUND == render_policy(policy(Mode.NONE, *mx), profile)
+    assert NOTFOUND == render_policy("example.com", policy(Mode.NONE, *mx), profile)
 
 
 def test_notfound_payload_has_the_documented_trailing_space() -> None:
