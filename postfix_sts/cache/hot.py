@@ -7,7 +7,9 @@ NOTFOUND.  Policy writes go through to the durable store when a policy changes;
 negative entries live in memory only.
 """
 
+import collections
 import logging
+from collections.abc import Callable
 
 import cachetools
 
@@ -30,6 +32,9 @@ class HotPolicy:
         self.expires_at = entry.expires_at
         self.last_used = last_used
         self._answers: dict[str, Answer] = {}
+
+    def forget_answers(self) -> None:
+        self._answers = {}
 
     def answer(self, profile: Profile) -> Answer:
         found = self._answers.get(profile.name)
@@ -57,12 +62,58 @@ class HotNegative:
 HotEntry = HotPolicy | HotNegative
 
 
+def entry_kind(entry: HotEntry) -> str:
+    """The metrics kind of a hot entry: ``sts-<mode>`` or ``negative``."""
+    if isinstance(entry, HotPolicy):
+        return f"sts-{entry.entry.policy.mode.value}"
+    return "negative"
+
+
+class _CountingLRU(cachetools.LRUCache[str, HotEntry]):
+    """An LRU that keeps a count of its entries by kind and reports evictions."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
+        super().__init__(maxsize)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._on_evict = on_evict
+
+    def __setitem__(self, key: str, value: HotEntry) -> None:
+        old = self.get(key)
+        super().__setitem__(key, value)
+        if old is not None:
+            self.counts[entry_kind(old)] -= 1
+        self.counts[entry_kind(value)] += 1
+
+    def __delitem__(self, key: str) -> None:
+        old = self[key]
+        super().__delitem__(key)
+        self.counts[entry_kind(old)] -= 1
+
+    def popitem(self) -> tuple[str, HotEntry]:
+        """Called by the LRU only to make room: an eviction."""
+        item = super().popitem()
+        self._on_evict()
+        return item
+
+
 class PolicyCache:
     """Bounded LRU of hot entries in front of a :class:`PolicyStore`."""
 
-    def __init__(self, store: PolicyStore, max_entries: int) -> None:
+    def __init__(
+        self, store: PolicyStore, max_entries: int, on_evict: Callable[[], None] = lambda: None
+    ) -> None:
         self._store = store
-        self._entries: cachetools.LRUCache[str, HotEntry] = cachetools.LRUCache(max_entries)
+        self._entries = _CountingLRU(max_entries, on_evict)
+
+    def forget_rendered_answers(self) -> None:
+        """Drop every rendered answer (profiles changed on reload); re-rendered on use."""
+        for hot in self._entries.values():
+            if isinstance(hot, HotPolicy):
+                hot.forget_answers()
+
+    def counts(self) -> dict[str, int]:
+        """Entries by kind (see :func:`entry_kind`)."""
+        return dict(self._entries.counts)
 
     def load(self, now: float) -> list[CachedPolicy]:
         """Fill the hot layer from the durable store; returns the live policies loaded."""
@@ -80,6 +131,36 @@ class PolicyCache:
                 continue
             if entry.servable(now):
                 self._entries[entry.domain] = HotPolicy(entry, last_used=now)
+                loaded.append(entry)
+        return loaded
+
+    def pick_up_external_changes(self, now: float) -> list[CachedPolicy]:
+        """Follow changes other processes made to the durable store (``cache purge``).
+
+        Policies deleted there are dropped from memory; policies added or replaced
+        there are loaded.  Returns the policies loaded, for scheduling.
+        """
+        if not self._store.changed_externally():
+            return []
+        stored = {s.domain: s for s in self._store.load()}
+        for domain, hot in list(self._entries.items()):
+            if isinstance(hot, HotPolicy) and domain not in stored:
+                del self._entries[domain]
+                log.info("cache: %s was purged from the durable store; dropped", domain)
+        loaded: list[CachedPolicy] = []
+        for domain, row in stored.items():
+            current = self._entries.get(domain)
+            if isinstance(current, HotPolicy) and (
+                current.entry.policy_id,
+                current.entry.fetched_at,
+            ) == (row.policy_id, row.fetched_at):
+                continue
+            try:
+                entry = row.restore()
+            except PolicySyntaxError:
+                continue
+            if entry.servable(now):
+                self._entries[domain] = HotPolicy(entry, last_used=now)
                 loaded.append(entry)
         return loaded
 
@@ -110,6 +191,7 @@ class PolicyCache:
         last_used = current.last_used if current is not None else now
         if isinstance(current, HotPolicy) and current.entry.policy is entry.policy:
             current.entry = entry  # same policy, new schedule: keep the rendered answers
+            current.expires_at = entry.expires_at
         else:
             self._entries[entry.domain] = HotPolicy(entry, last_used)
         if persist:

@@ -37,11 +37,11 @@ class TcpTableDecoder:
     def next_line(self) -> bytes | None:
         """The next request line without its newline, ``None`` if incomplete."""
         end = self._buffer.find(b"\n")
+        if (end < 0 and len(self._buffer) > MAX_REQUEST_BYTES) or end > MAX_REQUEST_BYTES:
+            raise FramingError(
+                f"request line longer than {MAX_REQUEST_BYTES} bytes", reason="too-long"
+            )
         if end < 0:
-            if len(self._buffer) > MAX_REQUEST_BYTES:
-                raise FramingError(
-                    f"request line longer than {MAX_REQUEST_BYTES} bytes", reason="too-long"
-                )
             return None
         line = bytes(self._buffer[:end])
         del self._buffer[: end + 1]
@@ -71,8 +71,14 @@ def encode_reply(answer: Answer) -> bytes:
                     return line
         return b"400 policy answer too long for tcp_table\n"
     code = b"500" if answer.status is Status.NOTFOUND else b"400"
-    reason = answer.text or "not found"
-    return (code + b" " + _quote(reason).encode())[: MAX_REPLY_BYTES - 1] + b"\n"
+    reason = _quote(answer.text or "not found").encode()
+    room = MAX_REPLY_BYTES - len(code) - 2  # the space and the newline
+    if len(reason) > room:
+        reason = reason[:room]
+        escape = reason.rfind(b"%", len(reason) - 2)
+        if escape >= 0:  # never cut inside a %XX escape (checklist #197)
+            reason = reason[:escape]
+    return code + b" " + reason + b"\n"
 
 
 def _quote(text: str) -> str:
