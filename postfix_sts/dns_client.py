@@ -18,6 +18,7 @@ import dns.rdatatype
 import dns.resolver
 
 from postfix_sts.errors import ConfigError, DnsLookupError
+from postfix_sts.metrics import Metrics
 
 #: Upper bound on TXT records considered from one RRset (hostile zones).
 MAX_TXT_RECORDS = 64
@@ -37,7 +38,10 @@ class TxtAnswer:
 class DnsClient:
     """Asynchronous lookups against the configured (or the system's) resolver."""
 
-    def __init__(self, nameservers: Sequence[tuple[str, int]], timeout: float) -> None:
+    def __init__(
+        self, nameservers: Sequence[tuple[str, int]], timeout: float, metrics: Metrics
+    ) -> None:
+        self._metrics = metrics
         try:
             resolver = dns.asyncresolver.Resolver(configure=not nameservers)
         except dns.resolver.NoResolverConfiguration as exc:
@@ -78,19 +82,26 @@ class DnsClient:
     async def _resolve(
         self, name: str, rdtype: dns.rdatatype.RdataType
     ) -> dns.resolver.Answer | dns.resolver.NXDOMAIN:
-        what = f"{dns.rdatatype.to_text(rdtype)} {name}"
+        rtype = dns.rdatatype.to_text(rdtype)
+        what = f"{rtype} {name}"
         try:
-            return await self._resolver.resolve(
+            answer = await self._resolver.resolve(
                 name, rdtype, raise_on_no_answer=False, search=False
             )
         except dns.resolver.NXDOMAIN as nxdomain:
+            self._metrics.dns_query(rtype, "nxdomain")
             return nxdomain
         except dns.resolver.LifetimeTimeout:
+            self._metrics.dns_query(rtype, "timeout")
             raise DnsLookupError(f"{what}: timed out", reason="timeout") from None
         except dns.resolver.NoNameservers as exc:
+            self._metrics.dns_query(rtype, "servfail")
             raise DnsLookupError(f"{what}: {_servfail_detail(exc)}", reason="servfail") from None
         except dns.exception.DNSException as exc:
+            self._metrics.dns_query(rtype, "error")
             raise DnsLookupError(f"{what}: {exc}", reason="dns-error") from None
+        self._metrics.dns_query(rtype, "ok" if answer.rrset is not None else "nodata")
+        return answer
 
 
 def negative_ttl(response: dns.message.Message) -> int:

@@ -30,6 +30,7 @@ from postfix_sts.core.cache_rules import (
     after_discovery,
     after_fetch,
     negative_entry,
+    transition,
 )
 from postfix_sts.core.query import NotADomain, normalize_key
 from postfix_sts.core.render import Profile, render_policy
@@ -38,6 +39,7 @@ from postfix_sts.core.sts_txt import select_sts_record
 from postfix_sts.dns_client import DnsClient, TxtAnswer
 from postfix_sts.errors import DnsLookupError, FetchError, PolicySyntaxError, TxtRecordError
 from postfix_sts.https_fetch import PolicyFetcher
+from postfix_sts.metrics import Metrics
 from postfix_sts.refresher import Refresher
 
 log = logging.getLogger("postfix_sts")
@@ -82,7 +84,9 @@ class StsService:
         clock: Clock,
         refresher_settings: RefresherSettings,
         rng: random.Random,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._dns = dns_client
         self._fetcher = fetcher
         self._cache = cache
@@ -91,9 +95,30 @@ class StsService:
         self._inflight: dict[str, asyncio.Future[Resolution]] = {}
         self.refresher = Refresher(
             cache=cache,
-            resolve=self.resolve,
+            refresh=self._refresh,
+            metrics=metrics,
             clock=clock,
             rng=rng,
+            rate=refresher_settings.rate,
+            idle_limit=refresher_settings.idle_limit,
+            spread=refresher_settings.spread,
+        )
+
+    def reconfigure(
+        self,
+        dns_client: DnsClient,
+        fetcher: PolicyFetcher,
+        intervals: Intervals,
+        refresher_settings: RefresherSettings,
+    ) -> None:
+        """Use new DNS/HTTPS clients and timings from now on (config reload).
+
+        Resolutions already running finish with the old ones.
+        """
+        self._dns = dns_client
+        self._fetcher = fetcher
+        self._intervals = intervals
+        self.refresher.reconfigure(
             rate=refresher_settings.rate,
             idle_limit=refresher_settings.idle_limit,
             spread=refresher_settings.spread,
@@ -109,34 +134,55 @@ class StsService:
     def lookup(self, profile: Profile, key: str) -> "Answer | asyncio.Task[Answer]":
         """Answer a Postfix query now if the hot cache can, else return a task that will.
 
-        The hot path: normalise the key, one dictionary read, one clock read.
+        The hot path: normalise the key, one dictionary read, three clock reads.
         """
+        started = self._clock.monotonic()
         domain = normalize_key(key)
         if isinstance(domain, NotADomain):
+            self._metrics.lookup(NOTFOUND.kind, profile.name, "key", 0.0)
             return NOTFOUND
         hot = self._cache.peek(domain)
         if hot is not None:
             now = self._clock.now()
             if now < hot.expires_at:
                 hot.last_used = now
-                return hot.answer(profile)
+                answer = hot.answer(profile)
+                seconds = self._clock.monotonic() - started
+                self._metrics.lookup(answer.kind, profile.name, "cache", seconds)
+                return answer
         return asyncio.get_running_loop().create_task(
-            self._answer_after_resolution(domain, profile)
+            self._answer_after_resolution(domain, profile, started)
         )
 
-    async def _answer_after_resolution(self, domain: str, profile: Profile) -> Answer:
+    async def _answer_after_resolution(
+        self, domain: str, profile: Profile, started: float
+    ) -> Answer:
         try:
             resolution = await self.resolve(domain)
         except Exception:
             log.exception("lookup %s: internal error", domain)
-            return temp("postfix-sts internal error, see its log")
-        entry = resolution.outcome.entry
-        return render_policy(domain, entry.policy, profile) if entry is not None else NOTFOUND
+            answer = temp("postfix-sts internal error, see its log")
+        else:
+            entry = resolution.outcome.entry
+            answer = render_policy(domain, entry.policy, profile) if entry else NOTFOUND
+        seconds = self._clock.monotonic() - started
+        self._metrics.lookup(answer.kind, profile.name, "resolved", seconds)
+        return answer
+
+    async def _refresh(self, domain: str) -> str:
+        """A background re-check; returns its outcome for the metrics."""
+        resolution = await self.resolve(domain)
+        outcome = resolution.outcome
+        if outcome.entry is None:
+            return "dropped"
+        return "kept" if outcome.reason.startswith("cached-kept") else "ok"
 
     async def resolve(self, domain: str) -> Resolution:
         """Resolve ``domain`` now, sharing one resolution among concurrent callers."""
         shared = self._inflight.get(domain)
-        if shared is None:
+        if shared is not None:
+            self._metrics.coalesced()
+        else:
             shared = asyncio.ensure_future(self._resolve_and_store(domain))
             self._inflight[domain] = shared
             shared.add_done_callback(lambda _done: self._inflight.pop(domain, None))
@@ -148,6 +194,10 @@ class StsService:
         resolution = await self._resolve(domain, cached)
         outcome = resolution.outcome
         now = self._clock.now()
+        change = transition(cached, outcome, now)
+        if change is not None:
+            self._metrics.transition(change)
+            log.warning("policy transition domain=%s kind=%s: %s", domain, change, outcome.detail)
         if outcome.entry is not None:
             self._cache.put(outcome.entry, persist=outcome.persist, now=now)
             self.refresher.schedule(domain, outcome.entry.next_check_at)
@@ -198,11 +248,15 @@ class StsService:
     async def _fetch(self, domain: str) -> StsPolicy | Failure:
         """RFC 8461 sections 3.2 and 3.3: fetch and parse the policy."""
         try:
-            return parse_policy(await self._fetcher.fetch(domain))
+            policy = parse_policy(await self._fetcher.fetch(domain))
         except FetchError as exc:
+            self._metrics.fetch(exc.reason)
             return Failure(f"fetch-{exc.reason}", exc.detail)
         except PolicySyntaxError as exc:
+            self._metrics.fetch(exc.reason)
             return Failure(exc.reason, f"policy of {domain}: {exc.detail}")
+        self._metrics.fetch("ok")
+        return policy
 
 
 def _log_resolution(resolution: Resolution, seconds: float) -> None:

@@ -6,7 +6,7 @@ or ``PERM <reason>``.  Status words are case-sensitive (#177).
 """
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postfix_sts.core.netstring import MAX_REPLY_BYTES
 
@@ -23,12 +23,20 @@ class Answer:
     """One lookup result: ``text`` is the table value for OK, else the reason.
 
     ``fallback`` is a shorter OK value without optional attributes, used where
-    ``text`` would exceed a protocol's reply limit.
+    ``text`` would exceed a protocol's reply limit.  ``kind`` names the answer for
+    metrics: the TLS level of an OK answer (``secure``, ``dane-only``, ``dane``),
+    else the status in lower case.
     """
 
     status: Status
     text: str = ""
     fallback: str | None = None
+    kind: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            kind = self.text.partition(" ")[0] if self.status is Status.OK else ""
+            object.__setattr__(self, "kind", kind or self.status.value.lower())
 
     def socketmap_payload(self) -> bytes:
         """The socketmap reply payload (without netstring framing), within Postfix's limit."""

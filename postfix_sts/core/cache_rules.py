@@ -37,7 +37,7 @@ Rules (section numbers of RFC 8461):
 
 from dataclasses import dataclass
 
-from postfix_sts.core.sts_policy import StsPolicy
+from postfix_sts.core.sts_policy import Mode, StsPolicy
 from postfix_sts.core.sts_txt import StsRecord
 
 #: RFC 8461 section 3.3: "a suggested refresh frequency is once per day".
@@ -122,7 +122,8 @@ class Outcome:
 
     ``entry`` is what to serve from now on (``None``: no policy).  ``persist`` is
     true when the durable copy must change (a new policy, or one dropped);
-    a changed ``next_check_at`` alone needs no disk write.
+    a changed ``next_check_at`` alone needs no disk write.  ``cause`` is what went
+    wrong or disappeared: why there is no policy, or why the cached one was kept.
     """
 
     entry: CachedPolicy | None
@@ -175,7 +176,7 @@ def after_discovery(
         )
     interval = intervals.recheck if isinstance(discovery, NoRecord) else intervals.retry
     detail = f"{discovery.detail}; cached policy id {live.policy_id} stays in force"
-    return _keep(live, now, interval, f"cached-kept-{discovery.reason}", detail)
+    return _keep(live, now, interval, f"cached-kept-{discovery.reason}", detail, cause=discovery)
 
 
 def after_fetch(
@@ -203,11 +204,42 @@ def after_fetch(
             None, fetched.reason, fetched.detail, persist=cached is not None, cause=fetched
         )
     detail = f"{fetched.detail}; cached policy id {live.policy_id} stays in force"
-    return _keep(live, now, intervals.retry, f"cached-kept-{fetched.reason}", detail)
+    return _keep(live, now, intervals.retry, f"cached-kept-{fetched.reason}", detail, cause=fetched)
 
 
-def _keep(entry: CachedPolicy, now: float, interval: float, reason: str, detail: str) -> Outcome:
-    return Outcome(_with_next_check(entry, now, interval), reason, detail, persist=False)
+def _keep(
+    entry: CachedPolicy,
+    now: float,
+    interval: float,
+    reason: str,
+    detail: str,
+    *,
+    cause: NoRecord | Failure | None = None,
+) -> Outcome:
+    entry = _with_next_check(entry, now, interval)
+    return Outcome(entry, reason, detail, persist=False, cause=cause)
+
+
+def transition(cached: CachedPolicy | None, outcome: Outcome, now: float) -> str | None:
+    """A change to an enforced policy that an operator should hear about, if any.
+
+    ``enforce-to-none`` / ``enforce-to-testing``: the domain relaxed its policy;
+    ``id-changed``: a new enforce policy replaced the old one; ``txt-disappeared``:
+    the TXT record vanished or broke while the policy is cached, which is what a
+    downgrade attacker blocking DNS looks like (the cached policy stays in force).
+    """
+    if cached is None or not cached.servable(now) or cached.policy.mode is not Mode.ENFORCE:
+        return None
+    new = outcome.entry
+    if new is None:
+        return None
+    if new.policy is cached.policy:
+        return "txt-disappeared" if isinstance(outcome.cause, NoRecord) else None
+    if new.policy.mode is Mode.NONE:
+        return "enforce-to-none"
+    if new.policy.mode is Mode.TESTING:
+        return "enforce-to-testing"
+    return "id-changed" if new.policy_id != cached.policy_id else None
 
 
 def _with_next_check(entry: CachedPolicy, now: float, interval: float) -> CachedPolicy:

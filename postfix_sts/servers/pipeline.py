@@ -18,6 +18,7 @@ from typing import Protocol, cast
 from postfix_sts.core.answer import Answer, perm, temp
 from postfix_sts.core.render import Profile
 from postfix_sts.errors import FramingError
+from postfix_sts.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,13 @@ class Lookup(Protocol):
 
 
 class PipelinedProtocol(asyncio.Protocol):
-    """One client connection; subclasses provide the framing."""
+    """One client connection; subclasses provide the framing and a ``name``."""
 
-    def __init__(self, lookup: Lookup, idle_timeout: float) -> None:
+    name = "pipelined"
+
+    def __init__(self, lookup: Lookup, idle_timeout: float, metrics: Metrics) -> None:
         self._lookup = lookup
+        self._metrics = metrics
         self._idle_timeout = idle_timeout
         self._pending: collections.deque[asyncio.Future[Answer]] = collections.deque()
         self._transport: asyncio.Transport | None = None
@@ -54,13 +58,26 @@ class PipelinedProtocol(asyncio.Protocol):
     def encode(self, answer: Answer) -> bytes:
         raise NotImplementedError
 
+    # --- lifecycle -----------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while answers are pending on this connection."""
+        return bool(self._pending)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
     # --- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        self._metrics.connection_opened(self.name)
         self._idle_timer = self._loop.call_later(self._idle_timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._metrics.connection_closed(self.name)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         for future in self._pending:
@@ -75,7 +92,8 @@ class PipelinedProtocol(asyncio.Protocol):
             try:
                 request = self.next_request()
             except FramingError as exc:
-                log.warning("%s: closing connection: %s", type(self).__name__, exc.detail)
+                log.warning("%s: closing connection: %s", self.name, exc.detail)
+                self._metrics.protocol_error(self.name, exc.reason)
                 self._reply(perm(f"{exc.reason}: {exc.detail}"))
                 self._transport.close()
                 return

@@ -10,14 +10,21 @@ from collections.abc import Callable
 from postfix_sts.core.answer import Answer, parse_socketmap_request
 from postfix_sts.core.netstring import NetstringDecoder, encode
 from postfix_sts.core.render import Profile
+from postfix_sts.metrics import Metrics
 from postfix_sts.servers.pipeline import Lookup, PipelinedProtocol
 
 
 class SocketmapProtocol(PipelinedProtocol):
+    name = "socketmap"
+
     def __init__(
-        self, lookup: Lookup, idle_timeout: float, profile_for: Callable[[str], Profile]
+        self,
+        lookup: Lookup,
+        idle_timeout: float,
+        metrics: Metrics,
+        profile_for: Callable[[str], Profile],
     ) -> None:
-        super().__init__(lookup, idle_timeout)
+        super().__init__(lookup, idle_timeout, metrics)
         self._decoder = NetstringDecoder()
         self._profile_for = profile_for
 

@@ -1,0 +1,186 @@
+"""Prometheus metrics: the only module that imports prometheus_client.
+
+Every label takes values from a fixed set (answer kinds, profile names from the
+config, DNS types, failure reasons named in the code); a domain name is never a
+label.  docs/metrics.md lists every metric.  Each :class:`Metrics` has its own
+registry (with the process and platform collectors), so several can coexist in
+one process, e.g. in tests.  Hot-path methods use pre-bound label children.
+"""
+
+import platform
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from postfix_sts import __version__
+
+_LATENCY_BUCKETS = (
+    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
+class _CacheCollector(Collector):
+    """Reads the cache's entry counts at scrape time (a copy taken under the GIL)."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "postfix_sts_cache_entries", "Entries in the in-memory cache, by kind", labels=["kind"]
+        )
+        for kind, count in sorted(dict(self._counts()).items()):
+            family.add_metric([kind], count)
+        yield family
+
+
+class Metrics:
+    """All postfix-sts metrics."""
+
+    def __init__(self, backend: str) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        Info("postfix_sts_build", "Build information", registry=registry).info(
+            {"version": __version__, "python": platform.python_version(), "backend": backend}
+        )
+        self._lookups = Counter(
+            "postfix_sts_lookups_total",
+            "Lookups answered, by answer kind, profile, and whether the cache answered",
+            ["answer", "profile", "source"],
+            registry=registry,
+        )
+        latency = Histogram(
+            "postfix_sts_lookup_duration_seconds",
+            "Time from request to answer",
+            ["source"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._latency = {s: latency.labels(s) for s in ("key", "cache", "resolved")}
+        self._coalesced = Counter(
+            "postfix_sts_coalesced_waiters_total",
+            "Lookups that joined a resolution of the same domain already in progress",
+            registry=registry,
+        )
+        self._dns = Counter(
+            "postfix_sts_dns_queries_total",
+            "DNS queries, by record type and outcome",
+            ["type", "outcome"],
+            registry=registry,
+        )
+        self._fetches = Counter(
+            "postfix_sts_policy_fetches_total",
+            "HTTPS policy fetches, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self._evictions = Counter(
+            "postfix_sts_cache_evictions_total",
+            "Entries evicted from the in-memory cache because it was full",
+            registry=registry,
+        )
+        self._refreshes = Counter(
+            "postfix_sts_refreshes_total",
+            "Background re-checks, by outcome (ok, kept, dropped, error)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.refresh_oldest_due = Gauge(
+            "postfix_sts_refresh_oldest_due_seconds",
+            "How long the most overdue background re-check has been waiting",
+            registry=registry,
+        )
+        self._transitions = Counter(
+            "postfix_sts_policy_transitions_total",
+            "Changes of a cached policy that an operator may want to know about",
+            ["kind"],
+            registry=registry,
+        )
+        self.resolver_validating = Gauge(
+            "postfix_sts_resolver_validating",
+            "1 if the resolver's DNSSEC validation self-check passed, 0 if not",
+            registry=registry,
+        )
+        self._connections = Gauge(
+            "postfix_sts_connections_open",
+            "Client connections open, by protocol",
+            ["protocol"],
+            registry=registry,
+        )
+        self._protocol_errors = Counter(
+            "postfix_sts_protocol_errors_total",
+            "Requests that broke the protocol framing, by protocol and reason",
+            ["protocol", "reason"],
+            registry=registry,
+        )
+        self._backend_errors = Counter(
+            "postfix_sts_cache_backend_errors_total",
+            "Errors reading or writing the durable cache backend",
+            registry=registry,
+        )
+        self._lookup_children: dict[tuple[str, str, str], Counter] = {}
+
+    def watch_cache(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.registry.register(_CacheCollector(counts))
+
+    def lookup(self, answer: str, profile: str, source: str, seconds: float) -> None:
+        key = (answer, profile, source)
+        child = self._lookup_children.get(key)
+        if child is None:
+            child = self._lookup_children[key] = self._lookups.labels(answer, profile, source)
+        child.inc()
+        self._latency[source].observe(seconds)
+
+    def coalesced(self) -> None:
+        self._coalesced.inc()
+
+    def dns_query(self, rdtype: str, outcome: str) -> None:
+        self._dns.labels(rdtype, outcome).inc()
+
+    def fetch(self, outcome: str) -> None:
+        self._fetches.labels(outcome).inc()
+
+    def eviction(self) -> None:
+        self._evictions.inc()
+
+    def refresh(self, outcome: str) -> None:
+        self._refreshes.labels(outcome).inc()
+
+    def transition(self, kind: str) -> None:
+        self._transitions.labels(kind).inc()
+
+    def connection_opened(self, protocol: str) -> None:
+        self._connections.labels(protocol).inc()
+
+    def connection_closed(self, protocol: str) -> None:
+        self._connections.labels(protocol).dec()
+
+    def protocol_error(self, protocol: str, reason: str) -> None:
+        self._protocol_errors.labels(protocol, reason).inc()
+
+    def backend_error(self) -> None:
+        self._backend_errors.inc()
+
+    def serve(self, host: str, port: int) -> Callable[[], None]:
+        """Serve /metrics over HTTP from a background thread; returns a stop function."""
+        server, thread = start_http_server(port, host, registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        return stop
