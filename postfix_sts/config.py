@@ -42,6 +42,8 @@ class Config:
     tcp_table_profile: str = "default"
     unix_socket_mode: int = 0o660
     idle_timeout: float = 300.0
+    drain_timeout: float = 20.0
+    metrics_listen: tuple[str, int] | None = None
     nameservers: tuple[tuple[str, int], ...] = ()
     dns_timeout: float = 5.0
     fetch_timeout: float = 15.0
@@ -99,7 +101,9 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     sts = root.table("sts")
     cache = root.table("cache")
     profiles = root.table("profiles")
+    metrics = root.table("metrics")
     root.finish()
+    metrics_text = metrics.string("listen", "")
     defaults = Config()
     backend = cache.choice("backend", ("memory", "sqlite"), defaults.cache_backend)
     path_value = cache.string("path", "")
@@ -113,6 +117,10 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         tcp_table_profile=server.string("tcp_table_profile", defaults.tcp_table_profile),
         unix_socket_mode=_mode(server, server.string("unix_socket_mode", "0660")),
         idle_timeout=server.positive("idle_timeout", defaults.idle_timeout),
+        drain_timeout=server.positive("drain_timeout", defaults.drain_timeout),
+        metrics_listen=(
+            _host_port(metrics, "listen", metrics_text, default_port=None) if metrics_text else None
+        ),
         nameservers=tuple(_nameserver(dns, item) for item in dns.string_list("nameservers", [])),
         dns_timeout=dns.positive("timeout", defaults.dns_timeout),
         fetch_timeout=sts.positive("fetch_timeout", defaults.fetch_timeout),
@@ -133,7 +141,7 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         memory_entries=cache.positive_int("memory_entries", defaults.memory_entries),
         profiles=_profiles(profiles),
     )
-    for table in (server, dns, sts, cache):
+    for table in (server, dns, sts, cache, metrics):
         table.finish()
     if not config.listeners:
         raise ConfigError("[server] listen: at least one listener is required")

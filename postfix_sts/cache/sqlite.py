@@ -45,6 +45,7 @@ class SqliteStore:
                 )
             self._db.execute(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._data_version = self._read_data_version()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"[cache] path: cannot open {path}: {exc}") from None
 
@@ -73,6 +74,17 @@ class SqliteStore:
 
     def delete(self, domain: str) -> None:
         self._db.execute("DELETE FROM sts_policy WHERE domain = ?", (domain,))
+
+    def changed_externally(self) -> bool:
+        """SQLite's ``data_version`` moves only when another connection commits."""
+        version = self._read_data_version()
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
+
+    def _read_data_version(self) -> int:
+        version: int = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def close(self) -> None:
         self._db.close()

@@ -55,6 +55,10 @@ class PolicyStore(Protocol):
 
     def delete(self, domain: str) -> None: ...
 
+    def changed_externally(self) -> bool:
+        """True if another process changed the store since the last call (cache tools)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -72,6 +76,9 @@ class VolatileStore:
 
     def delete(self, domain: str) -> None:
         pass
+
+    def changed_externally(self) -> bool:
+        return False
 
     def close(self) -> None:
         pass
