@@ -8,14 +8,13 @@ key and exits with status 2.
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from postfix_sts import __version__, app, config
+from postfix_sts import __version__, app, cache_tools, config, logs
 from postfix_sts.clock import SystemClock
 from postfix_sts.core.answer import NOTFOUND, Answer
 from postfix_sts.core.cache_rules import Failure
@@ -24,6 +23,7 @@ from postfix_sts.core.render import render_policy
 from postfix_sts.core.sts_policy import StsPolicy
 from postfix_sts.core.sts_txt import StsRecord
 from postfix_sts.errors import ConfigError
+from postfix_sts.metrics import Metrics
 from postfix_sts.service import Resolution
 
 EXIT_CONFIG = 2
@@ -31,16 +31,14 @@ EXIT_CONFIG = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, args.log_level.upper()),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(args.log_level)
     try:
         cfg = config.load(args.config)
         if args.command == "serve":
-            app.run(cfg)
+            app.run(cfg, args.config)
             return 0
+        if args.command == "cache":
+            return cache_tools.run(cfg, args)
         return _query(cfg, args.domain, args.map, as_json=args.json)
     except ConfigError as exc:
         print(f"postfix-sts: config error: {exc.detail}", file=sys.stderr)
@@ -63,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("domain")
     query.add_argument("--map", default="default", help="socketmap map name (profile)")
     query.add_argument("--json", action="store_true", help="machine-readable output")
+    cache = commands.add_parser(
+        "cache", help="inspect, purge or export the SQLite policy cache (list/show/purge/export)"
+    )
+    cache_tools.add_arguments(cache, common)
     return parser
 
 
@@ -71,7 +73,8 @@ def _query(cfg: config.Config, key: str, map_name: str, *, as_json: bool) -> int
     if isinstance(domain, NotADomain):
         report: dict[str, Any] = {"key": key, "answer": _wire(NOTFOUND), "reason": domain.reason}
     else:
-        service, cache = app.build_service(cfg, SystemClock(), durable=False)
+        metrics = Metrics(cfg.cache_backend)
+        service, cache = app.build_service(cfg, SystemClock(), metrics, durable=False)
         resolution = asyncio.run(service.resolve(domain))
         cache.close()
         entry = resolution.outcome.entry
