@@ -55,16 +55,32 @@ class Daemon:
     def __init__(self, directory: Path, config: Mapping[str, Mapping[str, Any]]) -> None:
         self.directory = directory
         self.port = free_port()
-        merged = {section: dict(values) for section, values in config.items()}
-        server = merged.setdefault("server", {})
-        server["listen"] = [f"127.0.0.1:{self.port}", *server.get("listen", [])]
         self.config_path = directory / "postfix-sts.toml"
-        self.config_path.write_text(render_toml(merged))
+        self.write_config(config)
         self.log_path = directory / "daemon.log"
         self.postfix_dir = directory / "postfix"
         self.postfix_dir.mkdir(exist_ok=True)
         (self.postfix_dir / "main.cf").write_text("compatibility_level = 3.6\n")
         self.process: subprocess.Popen[bytes] | None = None
+
+    def write_config(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        """(Re)write the config file; the daemon's own TCP listener is always first."""
+        self.config = {section: dict(values) for section, values in config.items()}
+        merged = {section: dict(values) for section, values in config.items()}
+        server = merged.setdefault("server", {})
+        server["listen"] = [f"127.0.0.1:{self.port}", *server.get("listen", [])]
+        self.config_path.write_text(render_toml(merged))
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """Wait for the daemon to exit by itself; returns its exit code."""
+        assert self.process is not None, "start() first"
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def send(self, sig: int) -> None:
+        assert self.process is not None, "start() first"
+        self.process.send_signal(sig)
 
     def start(self) -> "Daemon":
         log = self.log_path.open("ab")
