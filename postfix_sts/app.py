@@ -36,6 +36,7 @@ from postfix_sts.clock import Clock, SystemClock
 from postfix_sts.config import Config, Listener
 from postfix_sts.core.cache_rules import Intervals
 from postfix_sts.core.render import Profile
+from postfix_sts.dane_resolver import DaneResolver, ResolverValidation
 from postfix_sts.dns_client import DnsClient
 from postfix_sts.errors import ConfigError
 from postfix_sts.https_fetch import PolicyFetcher, policy_ssl_context
@@ -43,7 +44,7 @@ from postfix_sts.metrics import Metrics
 from postfix_sts.servers.pipeline import PipelinedProtocol
 from postfix_sts.servers.socketmap import SocketmapProtocol
 from postfix_sts.servers.tcp_table import TcpTableProtocol
-from postfix_sts.service import RefresherSettings, StsService
+from postfix_sts.service import PolicyService, RefresherSettings
 
 log = logging.getLogger("postfix_sts")
 
@@ -85,15 +86,31 @@ def build_resolution(
 
 def build_service(
     config: Config, clock: Clock, metrics: Metrics, *, durable: bool
-) -> tuple[StsService, PolicyCache]:
+) -> tuple[PolicyService, PolicyCache]:
     """The service and its cache; ``durable=False`` keeps the cache in memory only."""
     dns_client, fetcher, intervals, refresher = build_resolution(config, metrics)
     store: PolicyStore = VolatileStore()
     if durable and config.cache_backend == "sqlite":
         store = SqliteStore(config.cache_path)
-    cache = PolicyCache(store, config.memory_entries, on_evict=metrics.eviction)
+    cache = PolicyCache(
+        store,
+        config.memory_entries,
+        on_evict=metrics.eviction,
+        on_backend_error=metrics.backend_error,
+    )
     metrics.watch_cache(cache.counts)
-    service = StsService(
+    dane: DaneResolver | None = None
+    validation: ResolverValidation | None = None
+    if config.dane_enabled:
+        dane = DaneResolver(dns_client)
+        validation = ResolverValidation(
+            dns_client,
+            metrics,
+            secure_probe=config.dane_secure_probe,
+            bogus_probe=config.dane_bogus_probe,
+            interval=config.dane_probe_interval,
+        )
+    service = PolicyService(
         dns_client=dns_client,
         fetcher=fetcher,
         cache=cache,
@@ -102,6 +119,8 @@ def build_service(
         refresher_settings=refresher,
         rng=random.Random(),
         metrics=metrics,
+        dane=dane,
+        validation=validation,
     )
     return service, cache
 
@@ -159,8 +178,9 @@ class Daemon:
         else:
             await self._apply_listeners(self.config)
             where = ", ".join(f"{kind} {listener}" for kind, listener in self._servers)
-        self._apply_metrics(None, self.config)
+        self._stop_metrics = self._start_metrics(self.config)
         refresher = loop.create_task(self.service.refresher.run())
+        validation = loop.create_task(self.service.run_validation())
         watchdog = loop.create_task(systemd.run_watchdog(self._notifier, lambda: True))
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
@@ -175,9 +195,9 @@ class Daemon:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             await self._drain()
-            for task in (refresher, watchdog):
+            for task in (refresher, validation, watchdog):
                 task.cancel()
-            await asyncio.gather(refresher, watchdog, return_exceptions=True)
+            await asyncio.gather(refresher, validation, watchdog, return_exceptions=True)
             if self._stop_metrics is not None:
                 self._stop_metrics()
             self._cache.close()
@@ -209,15 +229,30 @@ class Daemon:
         try:
             new = config_module.load(self._config_path)
             resolution = build_resolution(new, self._metrics)
+            metrics_changed = new.metrics_listen != self.config.metrics_listen
+            new_metrics = self._start_metrics(new) if metrics_changed else None
             if not self._inherited:
-                await self._apply_listeners(new)
+                try:
+                    await self._apply_listeners(new)
+                except ConfigError:
+                    if new_metrics is not None:
+                        new_metrics()
+                    raise
         except ConfigError as exc:
             log.error("reload rejected, old config kept: %s", exc.detail)
             self._notifier.ready(f"reload failed, old config kept: {exc.detail}")
             return
         restart_only = [
             name
-            for name in ("cache_backend", "cache_path", "memory_entries")
+            for name in (
+                "cache_backend",
+                "cache_path",
+                "memory_entries",
+                "dane_enabled",
+                "dane_secure_probe",
+                "dane_bogus_probe",
+                "dane_probe_interval",
+            )
             if getattr(new, name) != getattr(self.config, name)
         ]
         if restart_only:
@@ -229,7 +264,10 @@ class Daemon:
         self.service.reconfigure(*resolution)
         if old.profiles != new.profiles:
             self._cache.forget_rendered_answers()
-        self._apply_metrics(old, new)
+        if metrics_changed:
+            if self._stop_metrics is not None:
+                self._stop_metrics()
+            self._stop_metrics = new_metrics
         log.info("reload: config applied from %s", self._config_path)
         self._notifier.ready("config reloaded")
 
@@ -255,21 +293,19 @@ class Daemon:
             log.info("listener %s %s closed", *key)
         self._servers.update(opened)
 
-    def _apply_metrics(self, old: Config | None, new: Config) -> None:
-        if old is not None and old.metrics_listen == new.metrics_listen:
-            return
-        if self._stop_metrics is not None:
-            self._stop_metrics()
-            self._stop_metrics = None
-        if new.metrics_listen is not None:
-            host, port = new.metrics_listen
-            try:
-                self._stop_metrics = self._metrics.serve(host, port)
-            except OSError as exc:
-                raise ConfigError(
-                    f"[metrics] listen: cannot listen on {host}:{port}: {exc.strerror}"
-                ) from None
-            log.info("metrics on http://%s:%d/metrics", host, port)
+    def _start_metrics(self, config: Config) -> Callable[[], None] | None:
+        """Start the metrics listener ``config`` wants; returns its stop function."""
+        if config.metrics_listen is None:
+            return None
+        host, port = config.metrics_listen
+        try:
+            stop = self._metrics.serve(host, port)
+        except OSError as exc:
+            raise ConfigError(
+                f"[metrics] listen: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from None
+        log.info("metrics on http://%s:%d/metrics", host, port)
+        return stop
 
 
 async def _listen(

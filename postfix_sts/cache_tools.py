@@ -262,7 +262,10 @@ def read_one(path: Path, domain: str) -> StoredPolicy | None:
 
 
 def delete(path: Path, domain: str | None) -> list[StoredPolicy]:
-    """Delete the policy of ``domain``, or every policy when None; returns what went."""
+    """Delete the policy of ``domain``, or every policy when None; returns what went.
+
+    The domain's cached DANE decision is deleted too, so the daemon decides again.
+    """
     where, params = ("WHERE domain = ?", (domain,)) if domain is not None else ("", ())
     with _open(path, write=True) as db:
         if not _has_table(db, path):
@@ -273,6 +276,8 @@ def delete(path: Path, domain: str | None) -> list[StoredPolicy]:
                 f"SELECT {_COLUMNS} FROM {_TABLE} {where} ORDER BY domain", params
             ).fetchall()
             db.execute(f"DELETE FROM {_TABLE} {where}", params)
+            if _has_dane_table(db):
+                db.execute(f"DELETE FROM dane_decision {where}", params)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -355,6 +360,13 @@ def _relative(seconds: float) -> str:
     minutes = rest // 60
     text = f"{days}d{hours}h" if days else f"{hours}h{minutes}m" if hours else f"{minutes}m"
     return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+def _has_dane_table(db: sqlite3.Connection) -> bool:
+    found = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dane_decision'"
+    ).fetchone()
+    return found is not None
 
 
 def _purge(path: Path, domain: str | None) -> int:

@@ -19,12 +19,13 @@ from postfix_sts.clock import SystemClock
 from postfix_sts.core.answer import NOTFOUND, Answer
 from postfix_sts.core.cache_rules import Failure
 from postfix_sts.core.query import NotADomain, normalize_key
-from postfix_sts.core.render import render_policy
+from postfix_sts.core.render import render_dane, render_policy
 from postfix_sts.core.sts_policy import StsPolicy
 from postfix_sts.core.sts_txt import StsRecord
+from postfix_sts.dane_resolver import DaneReport
 from postfix_sts.errors import ConfigError
 from postfix_sts.metrics import Metrics
-from postfix_sts.service import Resolution
+from postfix_sts.service import PolicyService, Resolution
 
 EXIT_CONFIG = 2
 
@@ -75,17 +76,64 @@ def _query(cfg: config.Config, key: str, map_name: str, *, as_json: bool) -> int
     else:
         metrics = Metrics(cfg.cache_backend)
         service, cache = app.build_service(cfg, SystemClock(), metrics, durable=False)
-        resolution = asyncio.run(service.resolve(domain))
+        dane, resolution = asyncio.run(_resolve_both(service, domain, cfg.dane_enabled))
         cache.close()
         entry = resolution.outcome.entry
-        profile = cfg.profile(map_name)
-        answer = render_policy(domain, entry.policy, profile) if entry else NOTFOUND
+        answer = render_dane(dane[2].verdict) if dane is not None else None
+        if answer is None:
+            profile = cfg.profile(map_name)
+            answer = render_policy(domain, entry.policy, profile) if entry else NOTFOUND
         report = {"key": key, "answer": _wire(answer), **_explain(resolution)}
+        report["dane"] = _explain_dane(*dane) if dane is not None else {"enabled": False}
     if as_json:
         print(json.dumps(report, indent=2))
     else:
         _print_human(report)
     return 0
+
+
+async def _resolve_both(
+    service: PolicyService, domain: str, dane_enabled: bool
+) -> tuple[tuple[bool, str, DaneReport] | None, Resolution]:
+    """Both halves, so the explanation shows MTA-STS even where DANE decides."""
+    dane = None
+    if dane_enabled:
+        validating, detail = await service.check_validation()
+        dane = (validating, detail, await service.explain_dane(domain))
+    return dane, await service.resolve(domain)
+
+
+def _explain_dane(validating: bool, detail: str, report: DaneReport) -> dict[str, Any]:
+    verdict = report.verdict
+    return {
+        "enabled": True,
+        "resolver_validating": validating,
+        "validation_detail": detail,
+        "mx": {
+            "status": report.mx_status,
+            "authenticated": report.mx_secure,
+            "records": list(report.mx_records),
+        },
+        "hosts": [
+            {
+                "name": host.name,
+                "preference": host.preference,
+                "state": host.state.value,
+                "tlsa_name": host.tlsa_name,
+                "tlsa": [
+                    {
+                        "record": f"{r.usage} {r.selector} {r.mtype} {r.data.hex()}",
+                        "usable": r.usable(),
+                    }
+                    for r in host.tlsa
+                ],
+            }
+            for host in report.hosts
+        ],
+        "verdict": verdict.level.value if verdict.level else "temp" if verdict.temp else "none",
+        "reason": verdict.reason,
+        "cache_seconds": report.ttl,
+    }
 
 
 def _wire(answer: Answer) -> str:
@@ -141,6 +189,7 @@ def _print_human(report: dict[str, Any]) -> None:
     if "reason" in report:
         print(f"why:      {report['key']!r} is not looked up: {report['reason']}")
         return
+    _print_dane(report["dane"])
     txt = report["txt"]
     print(f"domain:   {report['domain']}")
     print(f"TXT:      {txt['name']} -> {txt['status']} ({txt['ms']} ms)")
@@ -163,3 +212,23 @@ def _print_human(report: dict[str, Any]) -> None:
         print(f"fetch:    failed ({fetch['ms']} ms): {fetch['reason']}: {fetch['detail']}")
     decision = report["decision"]
     print(f"decision: {decision['reason']}: {decision['detail']}")
+
+
+def _print_dane(dane: dict[str, Any]) -> None:
+    if not dane["enabled"]:
+        print("DANE:     disabled in the config")
+        return
+    state = "validates" if dane["resolver_validating"] else "DOES NOT VALIDATE"
+    print(f"DANE:     {dane['verdict']}: {dane['reason']}")
+    print(f"          resolver {state}: {dane['validation_detail']}")
+    mx = dane["mx"]
+    auth = "authenticated" if mx["authenticated"] else "not authenticated"
+    print(f"          MX {mx['status']}, {auth}: {', '.join(mx['records']) or '-'}")
+    for host in dane["hosts"]:
+        print(
+            f"          host {host['name']} (pref {host['preference']}): {host['state']}"
+            + (f", TLSA at {host['tlsa_name']}" if host["tlsa"] else "")
+        )
+        for record in host["tlsa"]:
+            usable = "usable" if record["usable"] else "unusable"
+            print(f"            {record['record'][:80]} ({usable})")

@@ -59,6 +59,10 @@ class Config:
     negative_ttl_max: float = 3600.0
     failure_backoff_min: float = 60.0
     failure_backoff_max: float = 900.0
+    dane_enabled: bool = True
+    dane_secure_probe: str = "."
+    dane_bogus_probe: str = "dnssec-failed.org"
+    dane_probe_interval: float = 300.0
     cache_backend: str = "sqlite"
     cache_path: Path = field(default_factory=lambda: default_state_dir() / CACHE_FILE_NAME)
     memory_entries: int = 200_000
@@ -102,6 +106,7 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     cache = root.table("cache")
     profiles = root.table("profiles")
     metrics = root.table("metrics")
+    dane = root.table("dane")
     root.finish()
     metrics_text = metrics.string("listen", "")
     defaults = Config()
@@ -136,12 +141,16 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         negative_ttl_max=cache.positive("negative_ttl_max", defaults.negative_ttl_max),
         failure_backoff_min=cache.positive("failure_backoff_min", defaults.failure_backoff_min),
         failure_backoff_max=cache.positive("failure_backoff_max", defaults.failure_backoff_max),
+        dane_enabled=dane.boolean("enabled", defaults.dane_enabled),
+        dane_secure_probe=dane.string("secure_probe", defaults.dane_secure_probe),
+        dane_bogus_probe=dane.string("bogus_probe", defaults.dane_bogus_probe),
+        dane_probe_interval=dane.positive("probe_interval", defaults.dane_probe_interval),
         cache_backend=backend,
         cache_path=Path(path_value) if path_value else defaults.cache_path,
         memory_entries=cache.positive_int("memory_entries", defaults.memory_entries),
         profiles=_profiles(profiles),
     )
-    for table in (server, dns, sts, cache, metrics):
+    for table in (server, dns, sts, cache, metrics, dane):
         table.finish()
     if not config.listeners:
         raise ConfigError("[server] listen: at least one listener is required")
@@ -153,6 +162,8 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         raise ConfigError("[cache] negative_ttl_min: must not exceed negative_ttl_max")
     if config.failure_backoff_min > config.failure_backoff_max:
         raise ConfigError("[cache] failure_backoff_min: must not exceed failure_backoff_max")
+    if not config.dane_secure_probe:
+        raise ConfigError('[dane] secure_probe: must name a DNSSEC-signed zone, e.g. "."')
     if config.fetch_timeout >= 90:
         raise ConfigError("[sts] fetch_timeout: must be under 90 s (Postfix gives up after 100 s)")
     return config

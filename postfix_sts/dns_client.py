@@ -2,7 +2,7 @@
 
 Only this module imports dnspython's resolver.  Answers become plain tuples and
 :class:`TxtAnswer`; every dnspython failure becomes :class:`DnsLookupError` with a
-reason naming the failure (``servfail``, ``timeout``, ``no-nameservers``, ...).
+reason naming the failure (``servfail``, ``timeout`` or ``dns-error``).
 dnspython's own cache is off: postfix-sts caches decisions, not raw records.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.nameserver
@@ -24,6 +25,25 @@ from postfix_sts.metrics import Metrics
 MAX_TXT_RECORDS = 64
 #: Upper bound on addresses tried for one host.
 MAX_ADDRESSES = 16
+#: Upper bound on records taken from one RRset on the DANE path (hostile zones).
+MAX_RECORDS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SecureAnswer:
+    """An answer with its DNSSEC status: ``secure`` is the AD bit of the response.
+
+    ``rdatas`` are presentation-format records (empty for nxdomain/nodata);
+    ``canonical`` is the name after CNAMEs; ``ttl`` the smallest TTL of the chain
+    or, for a negative answer, the negative TTL (RFC 2308 section 5).  The AD bit
+    is only meaningful from a trusted validating resolver (RFC 7672 section 2.1.1).
+    """
+
+    status: str
+    secure: bool
+    rdatas: tuple[str, ...]
+    canonical: str
+    ttl: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +75,13 @@ class DnsClient:
         resolver.lifetime = timeout
         resolver.cache = None
         self._resolver = resolver
+        dnssec = dns.asyncresolver.Resolver(configure=False)
+        dnssec.nameservers = resolver.nameservers
+        dnssec.lifetime = timeout
+        dnssec.cache = None
+        dnssec.use_edns(0, dns.flags.DO, 1232)
+        dnssec.flags = dns.flags.RD | dns.flags.AD
+        self._dnssec = dnssec
 
     async def txt(self, name: str) -> TxtAnswer:
         """The TXT RRset at ``name`` (CNAMEs followed by the resolver).
@@ -79,13 +106,30 @@ class DnsClient:
                 found.extend(rdata.address for rdata in answer.rrset)
         return found[:MAX_ADDRESSES]
 
+    async def secure(self, name: str, rdtype: dns.rdatatype.RdataType) -> SecureAnswer:
+        """Look ``name`` up with the DO bit set and report whether it was authenticated."""
+        answer = await self._resolve(name, rdtype, self._dnssec)
+        if isinstance(answer, dns.resolver.NXDOMAIN):
+            responses: dict[dns.name.Name, dns.message.Message] = answer.kwargs.get("responses", {})
+            secure = bool(responses) and all(r.flags & dns.flags.AD for r in responses.values())
+            return SecureAnswer("nxdomain", secure, (), name, _nxdomain_ttl(answer))
+        secure = bool(answer.response.flags & dns.flags.AD)
+        canonical = answer.canonical_name.to_text(omit_final_dot=True)
+        if answer.rrset is None:
+            return SecureAnswer("nodata", secure, (), canonical, negative_ttl(answer.response))
+        rdatas = tuple(rdata.to_text() for rdata in list(answer.rrset)[:MAX_RECORDS])
+        return SecureAnswer("ok", secure, rdatas, canonical, answer.chaining_result.minimum_ttl)
+
     async def _resolve(
-        self, name: str, rdtype: dns.rdatatype.RdataType
+        self,
+        name: str,
+        rdtype: dns.rdatatype.RdataType,
+        resolver: dns.asyncresolver.Resolver | None = None,
     ) -> dns.resolver.Answer | dns.resolver.NXDOMAIN:
         rtype = dns.rdatatype.to_text(rdtype)
         what = f"{rtype} {name}"
         try:
-            answer = await self._resolver.resolve(
+            answer = await (resolver or self._resolver).resolve(
                 name, rdtype, raise_on_no_answer=False, search=False
             )
         except dns.resolver.NXDOMAIN as nxdomain:

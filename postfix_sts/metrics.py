@@ -25,6 +25,10 @@ from prometheus_client.registry import Collector
 
 from postfix_sts import __version__
 
+#: The kinds of postfix_sts.core.cache_rules.transition, created at start so that
+#: rate()/increase() see their first event.
+TRANSITION_KINDS = ("id-changed", "enforce-to-none", "enforce-to-testing", "txt-disappeared")
+
 _LATENCY_BUCKETS = (
     0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0, 60.0,
@@ -109,11 +113,7 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
-        self.resolver_validating = Gauge(
-            "postfix_sts_resolver_validating",
-            "1 if the resolver's DNSSEC validation self-check passed, 0 if not",
-            registry=registry,
-        )
+        self._resolver_validating: Gauge | None = None  # exported only with DANE on
         self._connections = Gauge(
             "postfix_sts_connections_open",
             "Client connections open, by protocol",
@@ -132,6 +132,11 @@ class Metrics:
             registry=registry,
         )
         self._lookup_children: dict[tuple[str, str, str], Counter] = {}
+        for kind in TRANSITION_KINDS:
+            self._transitions.labels(kind)
+        for outcome in ("ok", "kept", "dropped", "error"):
+            self._refreshes.labels(outcome)
+        self._fetches.labels("ok")
 
     def watch_cache(self, counts: Callable[[], Mapping[str, int]]) -> None:
         self.registry.register(_CacheCollector(counts))
@@ -143,6 +148,15 @@ class Metrics:
             child = self._lookup_children[key] = self._lookups.labels(answer, profile, source)
         child.inc()
         self._latency[source].observe(seconds)
+
+    def resolver_validation(self, ok: bool) -> None:
+        if self._resolver_validating is None:
+            self._resolver_validating = Gauge(
+                "postfix_sts_resolver_validating",
+                "1 if the resolver's DNSSEC validation self-check passed, 0 if not",
+                registry=self.registry,
+            )
+        self._resolver_validating.set(1 if ok else 0)
 
     def coalesced(self) -> None:
         self._coalesced.inc()

@@ -1,10 +1,10 @@
 """The lookup path: key → hot cache → (single-flight) resolution → answer.
 
-:meth:`StsService.lookup` is what the servers call.  It returns an :class:`Answer`
+:meth:`PolicyService.lookup` is what the servers call.  It returns an :class:`Answer`
 at once when the hot cache can answer (no await, no task), else a task that
 resolves the domain.  Concurrent lookups of one domain share one resolution.
 
-A resolution (:meth:`StsService.resolve`) is the I/O glue around the pure rules of
+A resolution (:meth:`PolicyService.resolve`) is the I/O glue around the pure rules of
 :mod:`postfix_sts.core.cache_rules`: TXT lookup, maybe an HTTPS fetch, then the
 cache update (a policy, or a negative entry remembering "no policy").  It never
 raises for DNS/HTTPS trouble: failures are values with a reason, logged once per
@@ -32,15 +32,18 @@ from postfix_sts.core.cache_rules import (
     negative_entry,
     transition,
 )
+from postfix_sts.core.dane import DaneVerdict
 from postfix_sts.core.query import NotADomain, normalize_key
-from postfix_sts.core.render import Profile, render_policy
+from postfix_sts.core.render import Profile, render_dane, render_policy
 from postfix_sts.core.sts_policy import StsPolicy, parse_policy
 from postfix_sts.core.sts_txt import select_sts_record
+from postfix_sts.dane_resolver import DaneReport, DaneResolver, ResolverValidation
 from postfix_sts.dns_client import DnsClient, TxtAnswer
 from postfix_sts.errors import DnsLookupError, FetchError, PolicySyntaxError, TxtRecordError
 from postfix_sts.https_fetch import PolicyFetcher
 from postfix_sts.metrics import Metrics
 from postfix_sts.refresher import Refresher
+from postfix_sts.single_flight import SingleFlight
 
 log = logging.getLogger("postfix_sts")
 
@@ -71,7 +74,7 @@ class Resolution:
         return self.outcome.entry
 
 
-class StsService:
+class PolicyService:
     """MTA-STS lookups for the servers and the CLI."""
 
     def __init__(
@@ -85,14 +88,19 @@ class StsService:
         refresher_settings: RefresherSettings,
         rng: random.Random,
         metrics: Metrics,
+        dane: DaneResolver | None = None,
+        validation: ResolverValidation | None = None,
     ) -> None:
         self._metrics = metrics
+        self._dane = dane
+        self._validation = validation
+        self._sts_flight: SingleFlight[Resolution] = SingleFlight(metrics.coalesced)
+        self._dane_flight: SingleFlight[DaneReport] = SingleFlight(metrics.coalesced)
         self._dns = dns_client
         self._fetcher = fetcher
         self._cache = cache
         self._intervals = intervals
         self._clock = clock
-        self._inflight: dict[str, asyncio.Future[Resolution]] = {}
         self.refresher = Refresher(
             cache=cache,
             refresh=self._refresh,
@@ -118,6 +126,9 @@ class StsService:
         self._dns = dns_client
         self._fetcher = fetcher
         self._intervals = intervals
+        if self._dane is not None and self._validation is not None:
+            self._dane = DaneResolver(dns_client)
+            self._validation.use(dns_client)
         self.refresher.reconfigure(
             rate=refresher_settings.rate,
             idle_limit=refresher_settings.idle_limit,
@@ -128,6 +139,7 @@ class StsService:
         """Load the durable cache into memory and schedule its re-checks."""
         now = self._clock.now()
         loaded = self._cache.load(now)
+        self._cache.load_dane(now)
         self.refresher.schedule_loaded(loaded, now)
         return len(loaded)
 
@@ -141,15 +153,26 @@ class StsService:
         if isinstance(domain, NotADomain):
             self._metrics.lookup(NOTFOUND.kind, profile.name, "key", 0.0)
             return NOTFOUND
-        hot = self._cache.peek(domain)
-        if hot is not None:
-            now = self._clock.now()
-            if now < hot.expires_at:
-                hot.last_used = now
-                answer = hot.answer(profile)
-                seconds = self._clock.monotonic() - started
-                self._metrics.lookup(answer.kind, profile.name, "cache", seconds)
-                return answer
+        now = self._clock.now()
+        answer: Answer | None = None
+        if self._dane is not None:
+            dane = self._cache.peek_dane(domain)
+            if dane is None or now >= dane.expires_at:
+                return self._resolve_later(domain, profile, started)
+            answer = dane.answer  # DANE takes precedence (RFC 8461 section 2)
+        if answer is None:
+            hot = self._cache.peek(domain)
+            if hot is None or now >= hot.expires_at:
+                return self._resolve_later(domain, profile, started)
+            hot.last_used = now
+            answer = hot.answer(profile)
+        seconds = self._clock.monotonic() - started
+        self._metrics.lookup(answer.kind, profile.name, "cache", seconds)
+        return answer
+
+    def _resolve_later(
+        self, domain: str, profile: Profile, started: float
+    ) -> "asyncio.Task[Answer]":
         return asyncio.get_running_loop().create_task(
             self._answer_after_resolution(domain, profile, started)
         )
@@ -158,16 +181,64 @@ class StsService:
         self, domain: str, profile: Profile, started: float
     ) -> Answer:
         try:
-            resolution = await self.resolve(domain)
+            answer = await self._resolve_answer(domain, profile)
         except Exception:
             log.exception("lookup %s: internal error", domain)
             answer = temp("postfix-sts internal error, see its log")
-        else:
-            entry = resolution.outcome.entry
-            answer = render_policy(domain, entry.policy, profile) if entry else NOTFOUND
         seconds = self._clock.monotonic() - started
         self._metrics.lookup(answer.kind, profile.name, "resolved", seconds)
         return answer
+
+    async def _resolve_answer(self, domain: str, profile: Profile) -> Answer:
+        """DANE first; MTA-STS only where DANE does not apply (RFC 8461 section 2)."""
+        if self._dane is not None:
+            dane_answer = render_dane(await self.resolve_dane(domain))
+            if dane_answer is not None:
+                return dane_answer
+        entry = (await self.resolve(domain)).outcome.entry
+        return render_policy(domain, entry.policy, profile) if entry else NOTFOUND
+
+    async def resolve_dane(self, domain: str) -> DaneVerdict:
+        """The domain's DANE verdict, from the cache or resolved now (single-flight)."""
+        cached = self._cache.peek_dane(domain)
+        if cached is not None and self._clock.now() < cached.expires_at:
+            return cached.verdict
+        return (await self.explain_dane(domain)).verdict
+
+    async def explain_dane(self, domain: str) -> DaneReport:
+        """Resolve the DANE verdict now and cache it; the report says how it was reached."""
+        return await self._dane_flight.run(domain, lambda: self._resolve_dane_and_store(domain))
+
+    async def _resolve_dane_and_store(self, domain: str) -> DaneReport:
+        if self._dane is None or self._validation is None:
+            raise RuntimeError("DANE is disabled")
+        started = self._clock.monotonic()
+        report = await self._dane.resolve(domain, trust_ad=await self._validation.trusted())
+        now = self._clock.now()
+        self._cache.put_dane(domain, report.verdict, now + report.ttl)
+        level = report.verdict.level.value if report.verdict.level else None
+        log.log(
+            logging.WARNING if report.verdict.temp else logging.INFO,
+            "dane domain=%s answer=%s ttl=%ds took=%.3fs reason=%s",
+            domain,
+            level or ("TEMP" if report.verdict.temp else "none"),
+            report.ttl,
+            self._clock.monotonic() - started,
+            report.verdict.reason,
+        )
+        return report
+
+    async def run_validation(self) -> None:
+        """The resolver's DNSSEC self-check, now and periodically (DANE only)."""
+        if self._validation is not None:
+            await self._validation.run()
+
+    async def check_validation(self) -> tuple[bool, str]:
+        """Run the self-check once; (validating, detail)."""
+        if self._validation is None:
+            return False, "DANE is disabled"
+        await self._validation.check()
+        return self._validation.validating, self._validation.detail
 
     async def _refresh(self, domain: str) -> str:
         """A background re-check; returns its outcome for the metrics."""
@@ -178,15 +249,8 @@ class StsService:
         return "kept" if outcome.reason.startswith("cached-kept") else "ok"
 
     async def resolve(self, domain: str) -> Resolution:
-        """Resolve ``domain`` now, sharing one resolution among concurrent callers."""
-        shared = self._inflight.get(domain)
-        if shared is not None:
-            self._metrics.coalesced()
-        else:
-            shared = asyncio.ensure_future(self._resolve_and_store(domain))
-            self._inflight[domain] = shared
-            shared.add_done_callback(lambda _done: self._inflight.pop(domain, None))
-        return await asyncio.shield(shared)
+        """Resolve the MTA-STS policy of ``domain`` now (single-flight)."""
+        return await self._sts_flight.run(domain, lambda: self._resolve_and_store(domain))
 
     async def _resolve_and_store(self, domain: str) -> Resolution:
         started = self._clock.monotonic()

@@ -10,13 +10,15 @@ negative entries live in memory only.
 import collections
 import logging
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import cachetools
 
-from postfix_sts.cache.store import PolicyStore
+from postfix_sts.cache.store import PolicyStore, StoredDane
 from postfix_sts.core.answer import NOTFOUND, Answer
 from postfix_sts.core.cache_rules import CachedPolicy, NegativeEntry
-from postfix_sts.core.render import Profile, render_policy
+from postfix_sts.core.dane import DaneVerdict
+from postfix_sts.core.render import Profile, render_dane, render_policy
 from postfix_sts.errors import PolicySyntaxError
 
 log = logging.getLogger(__name__)
@@ -59,17 +61,38 @@ class HotNegative:
         return NOTFOUND
 
 
+class HotDane:
+    """A DANE decision until ``expires_at``; ``answer`` is None when DANE does not apply."""
+
+    __slots__ = ("answer", "expires_at", "verdict")
+
+    def __init__(self, verdict: DaneVerdict, expires_at: float) -> None:
+        self.verdict = verdict
+        self.answer = render_dane(verdict)
+        self.expires_at = expires_at
+
+
 HotEntry = HotPolicy | HotNegative
 
 
-def entry_kind(entry: HotEntry) -> str:
-    """The metrics kind of a hot entry: ``sts-<mode>`` or ``negative``."""
+def entry_kind(entry: "HotEntry | HotDane") -> str:
+    """The metrics kind: ``sts-<mode>``, ``negative``, ``dane-only``, ``dane``,
+    ``dane-temp`` or ``dane-none``."""
     if isinstance(entry, HotPolicy):
         return f"sts-{entry.entry.policy.mode.value}"
+    if isinstance(entry, HotDane):
+        verdict = entry.verdict
+        return "dane-" + (
+            verdict.level.value if verdict.level else "temp" if verdict.temp else "none"
+        )
     return "negative"
 
 
-class _CountingLRU(cachetools.LRUCache[str, HotEntry]):
+_V = TypeVar("_V", bound=HotPolicy | HotNegative | HotDane)
+T = TypeVar("T")
+
+
+class _CountingLRU(cachetools.LRUCache[str, _V], Generic[_V]):
     """An LRU that keeps a count of its entries by kind and reports evictions."""
 
     def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
@@ -77,7 +100,7 @@ class _CountingLRU(cachetools.LRUCache[str, HotEntry]):
         self.counts: collections.Counter[str] = collections.Counter()
         self._on_evict = on_evict
 
-    def __setitem__(self, key: str, value: HotEntry) -> None:
+    def __setitem__(self, key: str, value: _V) -> None:
         old = self.get(key)
         super().__setitem__(key, value)
         if old is not None:
@@ -89,7 +112,7 @@ class _CountingLRU(cachetools.LRUCache[str, HotEntry]):
         super().__delitem__(key)
         self.counts[entry_kind(old)] -= 1
 
-    def popitem(self) -> tuple[str, HotEntry]:
+    def popitem(self) -> tuple[str, _V]:
         """Called by the LRU only to make room: an eviction."""
         item = super().popitem()
         self._on_evict()
@@ -100,10 +123,35 @@ class PolicyCache:
     """Bounded LRU of hot entries in front of a :class:`PolicyStore`."""
 
     def __init__(
-        self, store: PolicyStore, max_entries: int, on_evict: Callable[[], None] = lambda: None
+        self,
+        store: PolicyStore,
+        max_entries: int,
+        on_evict: Callable[[], None] = lambda: None,
+        on_backend_error: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
-        self._entries = _CountingLRU(max_entries, on_evict)
+        self._on_backend_error = on_backend_error
+        self._entries: _CountingLRU[HotEntry] = _CountingLRU(max_entries, on_evict)
+        self._dane: _CountingLRU[HotDane] = _CountingLRU(max_entries, on_evict)
+
+    def peek_dane(self, domain: str) -> HotDane | None:
+        """The DANE decision for ``domain``, memory only (the lookup hot path)."""
+        return self._dane.get(domain)
+
+    def put_dane(self, domain: str, verdict: DaneVerdict, expires_at: float) -> None:
+        """Remember a DANE decision; durable unless it is TEMP."""
+        self._dane[domain] = HotDane(verdict, expires_at)
+        if verdict.temp is None:
+            level = verdict.level.value if verdict.level else ""
+            stored = StoredDane(domain, level, verdict.reason, expires_at)
+            self._durable(f"saving the DANE decision of {domain}", self._store.save_dane, stored)
+
+    def load_dane(self, now: float) -> int:
+        """Load unexpired DANE decisions from the durable store."""
+        stored = self._store.load_dane(now)
+        for row in stored:
+            self._dane[row.domain] = HotDane(row.restore(), row.expires_at)
+        return len(stored)
 
     def forget_rendered_answers(self) -> None:
         """Drop every rendered answer (profiles changed on reload); re-rendered on use."""
@@ -113,7 +161,7 @@ class PolicyCache:
 
     def counts(self) -> dict[str, int]:
         """Entries by kind (see :func:`entry_kind`)."""
-        return dict(self._entries.counts)
+        return dict(self._entries.counts + self._dane.counts)
 
     def load(self, now: float) -> list[CachedPolicy]:
         """Fill the hot layer from the durable store; returns the live policies loaded."""
@@ -137,11 +185,16 @@ class PolicyCache:
     def pick_up_external_changes(self, now: float) -> list[CachedPolicy]:
         """Follow changes other processes made to the durable store (``cache purge``).
 
-        Policies deleted there are dropped from memory; policies added or replaced
-        there are loaded.  Returns the policies loaded, for scheduling.
+        Policies and DANE decisions deleted there are dropped from memory; policies
+        added or replaced there are loaded.  Returns the policies loaded, for
+        scheduling.
         """
         if not self._store.changed_externally():
             return []
+        kept_dane = {row.domain for row in self._store.load_dane(now)}
+        for domain, dane in list(self._dane.items()):
+            if dane.verdict.temp is None and domain not in kept_dane:
+                del self._dane[domain]
         stored = {s.domain: s for s in self._store.load()}
         for domain, hot in list(self._entries.items()):
             if isinstance(hot, HotPolicy) and domain not in stored:
@@ -195,7 +248,7 @@ class PolicyCache:
         else:
             self._entries[entry.domain] = HotPolicy(entry, last_used)
         if persist:
-            self._store.save(entry)
+            self._durable(f"saving the policy of {entry.domain}", self._store.save, entry)
 
     def put_negative(self, negative: NegativeEntry, *, now: float) -> None:
         current = self._entries.get(negative.domain)
@@ -205,7 +258,16 @@ class PolicyCache:
     def remove(self, domain: str, *, persist: bool) -> None:
         self._entries.pop(domain, None)
         if persist:
-            self._store.delete(domain)
+            self._durable(f"deleting the policy of {domain}", self._store.delete, domain)
+
+    def _durable(self, what: str, write: Callable[[T], None], value: T) -> None:
+        """Write to the durable store; a failure is logged and counted, never raised:
+        the answer is still right, only its persistence is lost."""
+        try:
+            write(value)
+        except Exception as exc:
+            self._on_backend_error()
+            log.error("cache: %s failed in the durable store: %s", what, exc)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -9,11 +9,12 @@ never per query.
 import sqlite3
 from pathlib import Path
 
-from postfix_sts.cache.store import StoredPolicy
+from postfix_sts.cache.store import StoredDane, StoredPolicy
 from postfix_sts.core.cache_rules import CachedPolicy
 from postfix_sts.errors import ConfigError
 
-SCHEMA_VERSION = 1
+#: 1: sts_policy; 2: adds dane_decision (created on open, so 1 upgrades in place).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sts_policy (
@@ -22,6 +23,14 @@ CREATE TABLE IF NOT EXISTS sts_policy (
     policy_text   TEXT NOT NULL,
     fetched_at    REAL NOT NULL,
     next_check_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+_DANE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dane_decision (
+    domain     TEXT PRIMARY KEY,
+    level      TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    expires_at REAL NOT NULL
 ) WITHOUT ROWID
 """
 _COLUMNS = "domain, policy_id, policy_text, fetched_at, next_check_at"
@@ -38,12 +47,13 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise ConfigError(
                     f"[cache] path: {path} has schema version {version}, "
                     f"this postfix-sts knows {SCHEMA_VERSION}"
                 )
             self._db.execute(_SCHEMA)
+            self._db.execute(_DANE_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._data_version = self._read_data_version()
         except (OSError, sqlite3.Error) as exc:
@@ -74,6 +84,20 @@ class SqliteStore:
 
     def delete(self, domain: str) -> None:
         self._db.execute("DELETE FROM sts_policy WHERE domain = ?", (domain,))
+
+    def load_dane(self, now: float) -> list[StoredDane]:
+        self._db.execute("DELETE FROM dane_decision WHERE expires_at <= ?", (now,))
+        rows = self._db.execute(
+            "SELECT domain, level, reason, expires_at FROM dane_decision"
+        ).fetchall()
+        return [StoredDane(*row) for row in rows]
+
+    def save_dane(self, decision: StoredDane) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO dane_decision (domain, level, reason, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            (decision.domain, decision.level, decision.reason, decision.expires_at),
+        )
 
     def changed_externally(self) -> bool:
         """SQLite's ``data_version`` moves only when another connection commits."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from postfix_sts.core.cache_rules import CachedPolicy
+from postfix_sts.core.dane import DaneVerdict, Level
 from postfix_sts.core.sts_policy import parse_policy
 
 
@@ -40,6 +41,22 @@ class StoredPolicy:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StoredDane:
+    """A DANE decision: ``level`` is ``dane-only``, ``dane`` or empty (no DANE).
+
+    TEMP verdicts are never stored.
+    """
+
+    domain: str
+    level: str
+    reason: str
+    expires_at: float
+
+    def restore(self) -> DaneVerdict:
+        return DaneVerdict(Level(self.level) if self.level else None, None, self.reason)
+
+
 class PolicyStore(Protocol):
     """Durable storage of cached policies, keyed by domain."""
 
@@ -58,6 +75,12 @@ class PolicyStore(Protocol):
     def changed_externally(self) -> bool:
         """True if another process changed the store since the last call (cache tools)."""
         ...
+
+    def load_dane(self, now: float) -> list[StoredDane]:
+        """Unexpired DANE decisions (expired ones are deleted)."""
+        ...
+
+    def save_dane(self, decision: StoredDane) -> None: ...
 
     def close(self) -> None: ...
 
@@ -79,6 +102,12 @@ class VolatileStore:
 
     def changed_externally(self) -> bool:
         return False
+
+    def load_dane(self, now: float) -> list[StoredDane]:
+        return []
+
+    def save_dane(self, decision: StoredDane) -> None:
+        pass
 
     def close(self) -> None:
         pass

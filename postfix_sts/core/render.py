@@ -22,7 +22,8 @@ default.  Policy lines that cannot be brace-quoted safely (containing ``{`` or
 
 from dataclasses import dataclass
 
-from postfix_sts.core.answer import NOTFOUND, Answer, Status
+from postfix_sts.core.answer import NOTFOUND, Answer, Status, temp
+from postfix_sts.core.dane import DaneVerdict
 from postfix_sts.core.sts_policy import Mode, StsPolicy
 
 
@@ -80,3 +81,16 @@ def _quotable_lines(text: str) -> list[str]:
         for line in lines
         if line and line.isascii() and line.isprintable() and "{" not in line and "}" not in line
     ]
+
+
+def render_dane(verdict: DaneVerdict) -> Answer | None:
+    """``OK dane-only`` / ``OK dane`` / ``TEMP <reason>``; None when DANE does not apply.
+
+    RFC 8461 section 2: DANE takes precedence over MTA-STS, so a DANE answer is
+    final and the MTA-STS policy is not consulted (checklist #114, #116).
+    """
+    if verdict.level is not None:
+        return Answer(Status.OK, verdict.level.value)
+    if verdict.temp is not None:
+        return temp(verdict.temp)
+    return None
