@@ -48,6 +48,7 @@ def start_daemon(world: World, tmp_path: Path) -> Iterator[Callable[..., Daemon]
                 "fetch_timeout": 3.0,
             },
             "cache": {"backend": "sqlite", "path": str(tmp_path / f"cache{len(started)}.sqlite3")},
+            "dane": {"secure_probe": "test.", "bogus_probe": "bogus."},
         }
         for section, values in sections.items():
             if section == "profiles":

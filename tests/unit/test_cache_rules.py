@@ -164,8 +164,9 @@ def test_recheck_is_scheduled_no_later_than_the_refresh() -> None:
 
 
 def test_refetch_with_the_same_id_is_reported_as_a_refresh() -> None:
-    outcome = after_fetch(DOMAIN, cached(), RECORD_1, POLICY_1, now=T0 + 50_000,
-                          intervals=INTERVALS)
+    outcome = after_fetch(
+        DOMAIN, cached(), RECORD_1, POLICY_1, now=T0 + 50_000, intervals=INTERVALS
+    )
     assert "refreshed" == outcome.reason
     assert outcome.entry is not None
     assert T0 + 50_000 == outcome.entry.fetched_at

@@ -27,6 +27,7 @@ from .zones import RRKey, RRset, Zone, ZoneSpec, parse_rdatas
 DEFAULT_ZONES: tuple[ZoneSpec, ...] = (
     ZoneSpec("test.", kind="signed"),
     ZoneSpec("unsigned.", kind="unsigned"),
+    ZoneSpec("bogus.", kind="bogus"),
 )
 #: Source address of the world's own queries (excluded from query counts).
 PROBE_SOURCE = "127.0.0.254"
