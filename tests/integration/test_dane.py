@@ -10,10 +10,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dns.name
+import dns.rdatatype
+import pytest
 
 from tests.integration.daemon import Daemon, free_port
-from tests.world import World
+from tests.world import World, dnsconf, procs
+from tests.world.dns import answer_rdatas, query
 
 StartDaemon = Callable[..., Daemon]
 STS = "version: STSv1\nmode: enforce\nmx: {mx}\nmax_age: 86400\n"
@@ -164,25 +171,65 @@ def test_cname_mx_host_tlsa_at_expanded_name_then_original(
     assert daemon.postmap("cnorig.dane.test") == "dane-only"
 
 
-def test_resolver_that_does_not_validate_never_gets_dane_answers(
-    world: World, start_daemon: StartDaemon
-) -> None:
-    """Self-check failed → AD bits untrusted → no dane/dane-only; metric and log say so.
+@pytest.fixture
+def non_validating_resolver(world: World, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A real unbound without the validator module, stubbed to the world's NSD.
 
-    The self-check's signed probe is pointed at the unsigned zone, so the resolver
-    appears not to set the AD bit on signed data.
+    It never sets the AD bit and answers the bogus zone as if it were fine.
     """
-    mx_with_tlsa(world, "novalid.dane.test", "mx.novalid.dane.test", tlsa_usable())
-    world.dns.apply()
-    port = free_port()
-    daemon = start_daemon(
-        dane={"secure_probe": "unsigned."}, metrics={"listen": f"127.0.0.1:{port}"}
+    directory = tmp_path / "nonvalidating"
+    directory.mkdir()
+    address = ("127.0.0.1", free_port())
+    conf = directory / "unbound.conf"
+    text = dnsconf.unbound_conf(directory, address, world.dns.nsd_address, world.dns.zones)
+    assert '"validator iterator"' in text
+    conf.write_text(text.replace('"validator iterator"', '"iterator"'))
+    daemon = procs.Daemon(
+        "unbound (not validating)",
+        [procs.find_binary("unbound"), "-d", "-c", str(conf)],
+        directory / "unbound.out",
+        directory,
     )
-    assert daemon.postmap("novalid.dane.test") == "NOTFOUND"
-    assert "resolver does not validate DNSSEC, DANE is off" in daemon.log()
-    import urllib.request
+    daemon.start()
+    try:
+        procs.wait_for(
+            lambda: (
+                bool(
+                    answer_rdatas(
+                        query(address, "test.", "SOA", tcp=True),
+                        dns.name.from_text("test."),
+                        dns.rdatatype.SOA,
+                    )
+                )
+                or None
+            ),
+            timeout=15,
+            what="the non-validating unbound",
+        )
+        yield address
+    finally:
+        daemon.stop()
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+
+def test_resolver_that_does_not_validate_never_gets_dane_answers(
+    world: World, start_daemon: StartDaemon, non_validating_resolver: tuple[str, int]
+) -> None:
+    """A resolver that does not validate fails the self-check: no dane/dane-only from
+    its unauthenticated data, an error in the log and 0 in the metric (RFC 7672 2.1.1)."""
+    mx_with_tlsa(world, "novalid.dane.test", "mx.novalid.dane.test", tlsa_usable())
+    world.publish_sts("novalid.dane.test", STS.format(mx="mx.novalid.dane.test"))
+    host, port = non_validating_resolver
+    metrics_port = free_port()
+    daemon = start_daemon(
+        dns={"nameservers": [f"{host}:{port}"]},
+        metrics={"listen": f"127.0.0.1:{metrics_port}"},
+    )
+    assert daemon.postmap("novalid.dane.test") == (
+        "secure match=mx.novalid.dane.test servername=hostname"
+    )
+    assert "resolver does not validate DNSSEC, DANE is off" in daemon.log()
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
         assert "postfix_sts_resolver_validating 0.0" in response.read().decode()
 
 
