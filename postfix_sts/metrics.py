@@ -8,17 +8,16 @@ one process, e.g. in tests.  Hot-path methods use pre-bound label children.
 """
 
 import platform
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    start_http_server,
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -29,6 +28,7 @@ from postfix_sts import __version__
 #: rate()/increase() see their first event.
 TRANSITION_KINDS = ("id-changed", "enforce-to-none", "enforce-to-testing", "txt-disappeared")
 
+_SOURCES = ("key", "cache", "resolved")
 _LATENCY_BUCKETS = (
     0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0, 60.0,
@@ -50,6 +50,41 @@ class _CacheCollector(Collector):
         yield family
 
 
+class _LookupCollector(Collector):
+    """Lookup counts and latency, kept as plain numbers by the event loop.
+
+    prometheus_client's own counters take a mutex on every increment; lookups are
+    the hot path, so they are counted in dictionaries and lists that only the
+    event loop writes, and read (copied under the GIL) at scrape time.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str], int] = {}
+        self.buckets = {source: [0] * (len(_LATENCY_BUCKETS) + 1) for source in _SOURCES}
+        self.sums = dict.fromkeys(_SOURCES, 0.0)
+
+    def collect(self) -> Iterable[Metric]:
+        lookups = CounterMetricFamily(
+            "postfix_sts_lookups",
+            "Lookups answered, by answer kind, profile, and whether the cache answered",
+            labels=["answer", "profile", "source"],
+        )
+        for key, count in sorted(dict(self.counts).items()):
+            lookups.add_metric(list(key), count)
+        yield lookups
+        latency = HistogramMetricFamily(
+            "postfix_sts_lookup_duration_seconds", "Time from request to answer", labels=["source"]
+        )
+        for source in _SOURCES:
+            counts = list(self.buckets[source])
+            cumulative, running = [], 0
+            for bound, count in zip((*map(str, _LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            latency.add_metric([source], cumulative, sum_value=self.sums[source])
+        yield latency
+
+
 class Metrics:
     """All postfix-sts metrics."""
 
@@ -60,20 +95,8 @@ class Metrics:
         Info("postfix_sts_build", "Build information", registry=registry).info(
             {"version": __version__, "python": platform.python_version(), "backend": backend}
         )
-        self._lookups = Counter(
-            "postfix_sts_lookups_total",
-            "Lookups answered, by answer kind, profile, and whether the cache answered",
-            ["answer", "profile", "source"],
-            registry=registry,
-        )
-        latency = Histogram(
-            "postfix_sts_lookup_duration_seconds",
-            "Time from request to answer",
-            ["source"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self._latency = {s: latency.labels(s) for s in ("key", "cache", "resolved")}
+        self._lookups = _LookupCollector()
+        registry.register(self._lookups)
         self._coalesced = Counter(
             "postfix_sts_coalesced_waiters_total",
             "Lookups that joined a resolution of the same domain already in progress",
@@ -131,7 +154,6 @@ class Metrics:
             "Errors reading or writing the durable cache backend",
             registry=registry,
         )
-        self._lookup_children: dict[tuple[str, str, str], Counter] = {}
         for kind in TRANSITION_KINDS:
             self._transitions.labels(kind)
         for outcome in ("ok", "kept", "dropped", "error"):
@@ -142,12 +164,12 @@ class Metrics:
         self.registry.register(_CacheCollector(counts))
 
     def lookup(self, answer: str, profile: str, source: str, seconds: float) -> None:
+        """Count one answered lookup (the hot path: no lock, no allocation once warm)."""
+        lookups = self._lookups
         key = (answer, profile, source)
-        child = self._lookup_children.get(key)
-        if child is None:
-            child = self._lookup_children[key] = self._lookups.labels(answer, profile, source)
-        child.inc()
-        self._latency[source].observe(seconds)
+        lookups.counts[key] = lookups.counts.get(key, 0) + 1
+        lookups.buckets[source][bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        lookups.sums[source] += seconds
 
     def resolver_validation(self, ok: bool) -> None:
         if self._resolver_validating is None:
