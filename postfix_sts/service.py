@@ -47,6 +47,11 @@ from postfix_sts.single_flight import SingleFlight
 
 log = logging.getLogger("postfix_sts")
 
+#: Normalised keys remembered (the memo is emptied when full) ...
+MEMO_KEYS = 16_384
+#: ... for keys up to this long (a hostile peer cannot fill memory with long keys).
+MEMO_KEY_LENGTH = 255
+
 
 @dataclass(frozen=True, slots=True)
 class RefresherSettings:
@@ -101,6 +106,9 @@ class PolicyService:
         self._cache = cache
         self._intervals = intervals
         self._clock = clock
+        self._now = clock.now  # bound once: the hot path reads the clocks
+        self._monotonic = clock.monotonic
+        self._keys: dict[str, str | NotADomain] = {}
         self.refresher = Refresher(
             cache=cache,
             refresh=self._refresh,
@@ -148,12 +156,18 @@ class PolicyService:
 
         The hot path: normalise the key, one dictionary read, three clock reads.
         """
-        started = self._clock.monotonic()
-        domain = normalize_key(key)
+        started = self._monotonic()
+        domain = self._keys.get(key)
+        if domain is None:
+            domain = normalize_key(key)
+            if len(key) <= MEMO_KEY_LENGTH:
+                if len(self._keys) >= MEMO_KEYS:
+                    self._keys.clear()
+                self._keys[key] = domain
         if isinstance(domain, NotADomain):
             self._metrics.lookup(NOTFOUND.kind, profile.name, "key", 0.0)
             return NOTFOUND
-        now = self._clock.now()
+        now = self._now()
         answer: Answer | None = None
         if self._dane is not None:
             dane = self._cache.peek_dane(domain)
@@ -166,8 +180,7 @@ class PolicyService:
                 return self._resolve_later(domain, profile, started)
             hot.last_used = now
             answer = hot.answer(profile)
-        seconds = self._clock.monotonic() - started
-        self._metrics.lookup(answer.kind, profile.name, "cache", seconds)
+        self._metrics.lookup(answer.kind, profile.name, "cache", self._monotonic() - started)
         return answer
 
     def _resolve_later(

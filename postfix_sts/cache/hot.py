@@ -8,11 +8,10 @@ negative entries live in memory only.
 """
 
 import collections
+import itertools
 import logging
 from collections.abc import Callable
-from typing import Generic, TypeVar
-
-import cachetools
+from typing import TypeVar
 
 from postfix_sts.cache.store import PolicyStore, StoredDane
 from postfix_sts.core.answer import NOTFOUND, Answer
@@ -25,26 +24,31 @@ log = logging.getLogger(__name__)
 
 
 class HotPolicy:
-    """A cached policy with its rendered answers, keyed by profile name."""
+    """A cached policy with its rendered answer, kept for the profile last asked.
 
-    __slots__ = ("_answers", "entry", "expires_at", "last_used")
+    Nearly every installation uses one profile, so one rendered answer per entry
+    is kept (memory: one reference, not a dictionary per cached domain); another
+    profile renders anew, which is still cheap.
+    """
+
+    __slots__ = ("_answer", "_profile", "entry", "expires_at", "last_used")
 
     def __init__(self, entry: CachedPolicy, last_used: float) -> None:
         self.entry = entry
         self.expires_at = entry.expires_at
         self.last_used = last_used
-        self._answers: dict[str, Answer] = {}
+        self._profile: Profile | None = None
+        self._answer: Answer | None = None
 
     def forget_answers(self) -> None:
-        self._answers = {}
+        self._profile = None
 
     def answer(self, profile: Profile) -> Answer:
-        found = self._answers.get(profile.name)
-        if found is None:
-            found = self._answers[profile.name] = render_policy(
-                self.entry.domain, self.entry.policy, profile
-            )
-        return found
+        if profile is self._profile and self._answer is not None:
+            return self._answer
+        answer = render_policy(self.entry.domain, self.entry.policy, profile)
+        self._profile, self._answer = profile, answer
+        return answer
 
 
 class HotNegative:
@@ -91,36 +95,49 @@ def entry_kind(entry: "HotEntry | HotDane") -> str:
 _V = TypeVar("_V", bound=HotPolicy | HotNegative | HotDane)
 T = TypeVar("T")
 
+#: How many of the oldest-written entries an eviction looks at.
+EVICTION_SAMPLE = 8
 
-class _CountingLRU(cachetools.LRUCache[str, _V], Generic[_V]):
-    """An LRU that keeps a count of its entries by kind and reports evictions."""
+
+class _BoundedMap(dict[str, _V]):
+    """Entries by domain, at most ``maxsize``, counted by kind.
+
+    Reads are plain ``dict`` reads, at C speed: nothing on the lookup path
+    reorders anything (cachetools' LRUCache does Python work on every read).
+    When full, a write evicts the least recently used of the
+    :data:`EVICTION_SAMPLE` oldest-written entries (approximated LRU by
+    sampling, as Redis does); entries without ``last_used`` go first.
+    """
 
     def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
-        super().__init__(maxsize)
+        super().__init__()
+        self.maxsize = maxsize
         self.counts: collections.Counter[str] = collections.Counter()
         self._on_evict = on_evict
 
     def __setitem__(self, key: str, value: _V) -> None:
-        old = self.get(key)
-        super().__setitem__(key, value)
+        old = dict.pop(self, key, None)
         if old is not None:
             self.counts[entry_kind(old)] -= 1
+        elif len(self) >= self.maxsize:
+            self._evict_one()
+        dict.__setitem__(self, key, value)  # (re)written entries go to the end
         self.counts[entry_kind(value)] += 1
 
-    def __delitem__(self, key: str) -> None:
-        old = self[key]
-        super().__delitem__(key)
-        self.counts[entry_kind(old)] -= 1
+    def discard(self, key: str) -> None:
+        old = dict.pop(self, key, None)
+        if old is not None:
+            self.counts[entry_kind(old)] -= 1
 
-    def popitem(self) -> tuple[str, _V]:
-        """Called by the LRU only to make room: an eviction."""
-        item = super().popitem()
+    def _evict_one(self) -> None:
+        sample = list(itertools.islice(iter(self), EVICTION_SAMPLE))
+        victim = min(sample, key=lambda k: getattr(self[k], "last_used", 0.0))
+        self.discard(victim)
         self._on_evict()
-        return item
 
 
 class PolicyCache:
-    """Bounded LRU of hot entries in front of a :class:`PolicyStore`."""
+    """Bounded map of hot entries in front of a :class:`PolicyStore`."""
 
     def __init__(
         self,
@@ -131,8 +148,8 @@ class PolicyCache:
     ) -> None:
         self._store = store
         self._on_backend_error = on_backend_error
-        self._entries: _CountingLRU[HotEntry] = _CountingLRU(max_entries, on_evict)
-        self._dane: _CountingLRU[HotDane] = _CountingLRU(max_entries, on_evict)
+        self._entries: _BoundedMap[HotEntry] = _BoundedMap(max_entries, on_evict)
+        self._dane: _BoundedMap[HotDane] = _BoundedMap(max_entries, on_evict)
 
     def peek_dane(self, domain: str) -> HotDane | None:
         """The DANE decision for ``domain``, memory only (the lookup hot path)."""
@@ -166,6 +183,7 @@ class PolicyCache:
     def load(self, now: float) -> list[CachedPolicy]:
         """Fill the hot layer from the durable store; returns the live policies loaded."""
         loaded: list[CachedPolicy] = []
+        unreadable: list[str] = []
         for stored in self._store.load():
             try:
                 entry = stored.restore()
@@ -175,11 +193,13 @@ class PolicyCache:
                     stored.domain,
                     exc.detail,
                 )
-                self._store.delete(stored.domain)
+                unreadable.append(stored.domain)
                 continue
             if entry.servable(now):
                 self._entries[entry.domain] = HotPolicy(entry, last_used=now)
                 loaded.append(entry)
+        for domain in unreadable:
+            self._durable(f"deleting the unreadable policy of {domain}", self._store.delete, domain)
         return loaded
 
     def pick_up_external_changes(self, now: float) -> list[CachedPolicy]:
@@ -194,11 +214,11 @@ class PolicyCache:
         kept_dane = {row.domain for row in self._store.load_dane(now)}
         for domain, dane in list(self._dane.items()):
             if dane.verdict.temp is None and domain not in kept_dane:
-                del self._dane[domain]
+                self._dane.discard(domain)
         stored = {s.domain: s for s in self._store.load()}
         for domain, hot in list(self._entries.items()):
             if isinstance(hot, HotPolicy) and domain not in stored:
-                del self._entries[domain]
+                self._entries.discard(domain)
                 log.info("cache: %s was purged from the durable store; dropped", domain)
         loaded: list[CachedPolicy] = []
         for domain, row in stored.items():
@@ -256,7 +276,7 @@ class PolicyCache:
         self._entries[negative.domain] = HotNegative(negative, last_used)
 
     def remove(self, domain: str, *, persist: bool) -> None:
-        self._entries.pop(domain, None)
+        self._entries.discard(domain)
         if persist:
             self._durable(f"deleting the policy of {domain}", self._store.delete, domain)
 

@@ -7,6 +7,7 @@ never per query.
 """
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from postfix_sts.cache.store import StoredDane, StoredPolicy
@@ -59,9 +60,9 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"[cache] path: cannot open {path}: {exc}") from None
 
-    def load(self) -> list[StoredPolicy]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM sts_policy").fetchall()
-        return [StoredPolicy(*row) for row in rows]
+    def load(self) -> Iterator[StoredPolicy]:
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM sts_policy"):
+            yield StoredPolicy(*row)
 
     def get(self, domain: str) -> StoredPolicy | None:
         row = self._db.execute(

@@ -6,6 +6,7 @@ at start-up and writes to it only when a resolution changes a policy.  Timestamp
 come from the caller; a store never reads a clock.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,8 +61,8 @@ class StoredDane:
 class PolicyStore(Protocol):
     """Durable storage of cached policies, keyed by domain."""
 
-    def load(self) -> list[StoredPolicy]:
-        """Every stored policy, expired or not."""
+    def load(self) -> Iterator[StoredPolicy]:
+        """Every stored policy, expired or not, one at a time (start-up memory)."""
         ...
 
     def get(self, domain: str) -> StoredPolicy | None: ...
@@ -88,8 +89,8 @@ class PolicyStore(Protocol):
 class VolatileStore:
     """The ``memory`` backend: nothing survives a restart."""
 
-    def load(self) -> list[StoredPolicy]:
-        return []
+    def load(self) -> Iterator[StoredPolicy]:
+        return iter(())
 
     def get(self, domain: str) -> StoredPolicy | None:
         return None

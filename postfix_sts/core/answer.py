@@ -8,7 +8,7 @@ or ``PERM <reason>``.  Status words are case-sensitive (#177).
 import enum
 from dataclasses import dataclass, field
 
-from postfix_sts.core.netstring import MAX_REPLY_BYTES
+from postfix_sts.core.netstring import MAX_REPLY_BYTES, encode
 
 
 class Status(enum.Enum):
@@ -32,17 +32,20 @@ class Answer:
     text: str = ""
     fallback: str | None = None
     kind: str = field(default="", compare=False)
+    #: The whole socketmap reply, netstring included, built once (the hot path).
+    socketmap_frame: bytes = field(default=b"", init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.kind:
             kind = self.text.partition(" ")[0] if self.status is Status.OK else ""
             object.__setattr__(self, "kind", kind or self.status.value.lower())
+        object.__setattr__(self, "socketmap_frame", encode(self.socketmap_payload()))
 
     def socketmap_payload(self) -> bytes:
         """The socketmap reply payload (without netstring framing), within Postfix's limit."""
         for text in (self.text, self.fallback):
             if text is not None:
-                payload = f"{self.status.value} {text}".encode()
+                payload = f"{self.status.value} {text}".encode("utf-8", "replace")
                 if len(payload) <= MAX_REPLY_BYTES:
                     return payload
         return b"TEMP reply too large for socketmap"

@@ -24,36 +24,42 @@ _MAX_LENGTH_DIGITS = 8
 class NetstringDecoder:
     """Incremental netstring decoder with a payload cap.
 
-    Worst case per :meth:`feed` + :meth:`next_payload` cycle is linear in the bytes
-    buffered, and the buffer never holds more than one capped request plus one read.
+    The buffer is kept as bytes plus a read offset, so the common case of one
+    whole request per read is parsed without copying it around.  It never holds
+    more than one capped request plus one read.
     """
 
-    __slots__ = ("_buffer", "_max_payload")
+    __slots__ = ("_buffer", "_max_payload", "_pos")
 
     def __init__(self, max_payload: int = MAX_REQUEST_BYTES) -> None:
-        self._buffer = bytearray()
+        self._buffer = b""
+        self._pos = 0
         self._max_payload = max_payload
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
-        self._buffer += data
+        if self._pos >= len(self._buffer):
+            self._buffer, self._pos = data, 0
+        else:
+            self._buffer, self._pos = self._buffer[self._pos :] + data, 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as payloads."""
-        return len(self._buffer)
+        return len(self._buffer) - self._pos
 
     def next_payload(self) -> bytes | None:
         """Return the next complete payload, ``None`` if incomplete, or raise FramingError."""
-        buf = self._buffer
-        colon = buf.find(b":", 0, _MAX_LENGTH_DIGITS + 1)
+        buf, pos = self._buffer, self._pos
+        colon = buf.find(b":", pos, pos + _MAX_LENGTH_DIGITS + 1)
         if colon < 0:
-            if len(buf) > _MAX_LENGTH_DIGITS or (buf and not buf.isdigit()):
+            pending = buf[pos:]
+            if len(pending) > _MAX_LENGTH_DIGITS or (pending and not pending.isdigit()):
                 raise FramingError(
-                    f"bad netstring length prefix {bytes(buf[:12])!r}", reason="bad-length"
+                    f"bad netstring length prefix {pending[:12]!r}", reason="bad-length"
                 )
             return None
-        digits = bytes(buf[:colon])
+        digits = buf[pos:colon]
         if not digits or not digits.isdigit():
             raise FramingError(f"bad netstring length {digits!r}", reason="bad-length")
         length = int(digits)
@@ -67,12 +73,11 @@ class NetstringDecoder:
             return None
         if buf[end] != 0x2C:  # ","
             raise FramingError(
-                f"netstring not terminated by ',' (got {bytes(buf[end : end + 1])!r})",
+                f"netstring not terminated by ',' (got {buf[end : end + 1]!r})",
                 reason="bad-terminator",
             )
-        payload = bytes(buf[colon + 1 : end])
-        del buf[: end + 1]
-        return payload
+        self._pos = end + 1
+        return buf[colon + 1 : end]
 
 
 def encode(payload: bytes) -> bytes:

@@ -8,7 +8,7 @@ close the connection (#183).
 from collections.abc import Callable
 
 from postfix_sts.core.answer import Answer, parse_socketmap_request
-from postfix_sts.core.netstring import NetstringDecoder, encode
+from postfix_sts.core.netstring import NetstringDecoder
 from postfix_sts.core.render import Profile
 from postfix_sts.metrics import Metrics
 from postfix_sts.servers.pipeline import Lookup, PipelinedProtocol
@@ -41,4 +41,4 @@ class SocketmapProtocol(PipelinedProtocol):
         return self._profile_for(request.map_name), request.key
 
     def encode(self, answer: Answer) -> bytes:
-        return encode(answer.socketmap_payload())
+        return answer.socketmap_frame

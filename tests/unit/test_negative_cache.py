@@ -315,11 +315,13 @@ def test_remove_of_unknown_domain_is_harmless() -> None:
 
 
 def test_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
-    """A lookup (peek) keeps an entry warm; the coldest one goes first."""
+    """A lookup marks its entry used (``last_used``); the least recently used goes first."""
     cache = PolicyCache(VolatileStore(), 2)
     for name in ("a.example", "b.example"):
         cache.put(CachedPolicy(name, "1", POLICY, T0, T0 + 1), persist=False, now=T0)
-    cache.peek("a.example")
+    used = cache.peek("a.example")
+    assert used is not None
+    used.last_used = T0 + 5  # what PolicyService.lookup does on a cache hit
     cache.put(CachedPolicy("c.example", "1", POLICY, T0, T0 + 1), persist=False, now=T0)
     assert 2 == len(cache)
     assert None is cache.peek("b.example")

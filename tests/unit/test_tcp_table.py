@@ -333,7 +333,8 @@ def test_long_error_reason_is_not_cut_inside_a_percent_escape() -> None:
 # --- reply properties ---------------------------------------------------------------------
 
 _TRICKY = st.sampled_from(["%", "\n", "\r", "\t", "\x00", "\x7f", " ", "é", "{", "}", "a"])
-_CHARS = st.one_of(_TRICKY, st.characters())
+# Answer texts come from strictly decoded bytes, so they never hold lone surrogates.
+_CHARS = st.one_of(_TRICKY, st.characters(exclude_categories=("Cs",)))
 _SHORT = st.text(_CHARS, max_size=40)
 _LONG = st.tuples(st.text(_CHARS, min_size=1, max_size=8), st.integers(1, 2500)).map(
     lambda t: t[0] * t[1]
