@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, world_config
 from tests.world import World, missing_binaries
 
 
@@ -36,26 +36,10 @@ def start_daemon(world: World, tmp_path: Path) -> Iterator[Callable[..., Daemon]
     ``start_daemon(sts={"txt_recheck_interval": 1})``.
     """
     started: list[Daemon] = []
-    host, port = world.resolver
 
     def start(**sections: dict[str, Any]) -> Daemon:
-        config: dict[str, dict[str, Any]] = {
-            "dns": {"nameservers": [f"{host}:{port}"], "timeout": 2.0},
-            "sts": {
-                "ca_file": str(world.ca_file),
-                "allow_private_addresses": True,
-                "https_port": world.https.port,
-                "fetch_timeout": 3.0,
-            },
-            "cache": {"backend": "sqlite", "path": str(tmp_path / f"cache{len(started)}.sqlite3")},
-            "dane": {"secure_probe": "test.", "bogus_probe": "bogus."},
-        }
-        for section, values in sections.items():
-            if section == "profiles":
-                for name, profile in values.items():
-                    config[f"profiles.{name}"] = profile
-            else:
-                config.setdefault(section, {}).update(values)
+        cache_path = tmp_path / f"cache{len(started)}.sqlite3"
+        config = world_config(world, cache_path, **sections)
         directory = tmp_path / f"daemon{len(started)}"
         directory.mkdir()
         daemon = Daemon(directory, config)

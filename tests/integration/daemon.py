@@ -13,12 +13,53 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.world import World
 
 START_TIMEOUT = 15.0
 ANSWER_TIMEOUT = 30.0
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll ``check`` every 0.1 s until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def world_config(
+    world: "World", cache_path: Path, **sections: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """A daemon config pointed at the test world, with ``sections`` merged over it.
+
+    ``profiles={"name": {...}}`` becomes ``[profiles.name]`` tables.
+    """
+    host, port = world.resolver
+    config: dict[str, dict[str, Any]] = {
+        "dns": {"nameservers": [f"{host}:{port}"], "timeout": 2.0},
+        "sts": {
+            "ca_file": str(world.ca_file),
+            "allow_private_addresses": True,
+            "https_port": world.https.port,
+            "fetch_timeout": 3.0,
+        },
+        "cache": {"backend": "sqlite", "path": str(cache_path)},
+        "dane": {"secure_probe": "test.", "bogus_probe": "bogus."},
+    }
+    for section, values in sections.items():
+        if section == "profiles":
+            for name, profile in values.items():
+                config[f"profiles.{name}"] = profile
+        else:
+            config.setdefault(section, {}).update(values)
+    return config
 
 
 def free_port() -> int:

@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, eventually
 from tests.world import World
 
 StartDaemon = Callable[..., Daemon]
-WAIT = 15.0
 
 
 def policy(*mx: str, mode: str = "enforce", max_age: int = 86400) -> str:
@@ -27,15 +26,6 @@ def policy(*mx: str, mode: str = "enforce", max_age: int = 86400) -> str:
 
 def secure(*mx: str) -> str:
     return f"secure match={':'.join(mx)} servername=hostname"
-
-
-def eventually(check: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
 
 
 @pytest.fixture

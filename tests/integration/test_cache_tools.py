@@ -18,12 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon import Daemon, render_toml
+from tests.integration.daemon import Daemon, eventually, render_toml
 from tests.world import World
 
 StartDaemon = Callable[..., Daemon]
-#: The daemon notices external changes to its SQLite file within about a second.
-NOTICE_WAIT = 5.0
 
 
 def policy(*mx: str, mode: str = "enforce", max_age: int = 86400) -> str:
@@ -54,15 +52,6 @@ def listed(daemon: Daemon) -> dict[str, dict[str, Any]]:
 
 def epoch(iso: str) -> int:
     return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
-
-
-def eventually(check: Callable[[], bool], timeout: float = NOTICE_WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
 
 
 def table_lines(text: str) -> list[str]:

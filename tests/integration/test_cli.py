@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.daemon import render_toml
+from tests.integration.daemon import render_toml, world_config
 from tests.world import World
 
 
@@ -19,22 +19,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def world_config(world: World, tmp_path: Path) -> Path:
-    host, port = world.resolver
+def cli_config(world: World, tmp_path: Path) -> Path:
     path = tmp_path / "cli.toml"
     path.write_text(
-        render_toml(
-            {
-                "dns": {"nameservers": [f"{host}:{port}"], "timeout": 2.0},
-                "sts": {
-                    "ca_file": str(world.ca_file),
-                    "allow_private_addresses": True,
-                    "https_port": world.https.port,
-                    "fetch_timeout": 3.0,
-                },
-                "cache": {"backend": "memory"},
-            }
-        )
+        render_toml(world_config(world, tmp_path / "unused.sqlite3", cache={"backend": "memory"}))
     )
     return path
 
@@ -42,7 +30,7 @@ def world_config(world: World, tmp_path: Path) -> Path:
 def test_query_json_explains_txt_policy_and_answer(world: World, tmp_path: Path) -> None:
     body = "version: STSv1\nmode: enforce\nmx: mx.cli.test\nmax_age: 604800\n"
     world.publish_sts("cli.test", body, policy_id="20260101")
-    result = run_cli("query", "CLI.test", "--json", "--config", str(world_config(world, tmp_path)))
+    result = run_cli("query", "CLI.test", "--json", "--config", str(cli_config(world, tmp_path)))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["answer"] == "OK secure match=mx.cli.test servername=hostname"
@@ -59,7 +47,7 @@ def test_query_names_the_failed_step_and_reason(world: World, tmp_path: Path) ->
     world.publish_sts(
         "clibad.test", "version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 1\n", status=404
     )
-    result = run_cli("query", "clibad.test", "--config", str(world_config(world, tmp_path)))
+    result = run_cli("query", "clibad.test", "--config", str(cli_config(world, tmp_path)))
     assert result.returncode == 0, result.stderr
     assert "answer:   NOTFOUND" in result.stdout
     assert "fetch:    failed" in result.stdout

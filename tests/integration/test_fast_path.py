@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from tests.integration.daemon import Daemon, free_port
+from tests.integration.daemon import Daemon, eventually, free_port
 from tests.world import World
 
 StartDaemon = Callable[..., Daemon]
@@ -22,15 +22,6 @@ def policy(*mx: str, mode: str = "enforce", max_age: int = 86400) -> str:
 
 def secure(*mx: str) -> str:
     return f"secure match={':'.join(mx)} servername=hostname"
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 async def _herd(port: int, key: str, clients: int) -> list[bytes]:

@@ -5,11 +5,10 @@ import copy
 import re
 import signal
 import socket
-import time
 import urllib.request
 from collections.abc import Callable
 
-from tests.integration.daemon import Daemon, free_port
+from tests.integration.daemon import Daemon, eventually, free_port
 from tests.world import World
 
 StartDaemon = Callable[..., Daemon]
@@ -27,15 +26,6 @@ def scrape(port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def test_metrics_count_known_lookups(world: World, start_daemon: StartDaemon) -> None:
