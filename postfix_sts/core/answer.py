@@ -68,14 +68,8 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-@dataclass(frozen=True, slots=True)
-class SocketmapRequest:
-    map_name: str
-    key: str
-
-
-def parse_socketmap_request(payload: bytes) -> SocketmapRequest | Answer:
-    """Split ``<name> <key>``; a request without a key gets a PERM answer.
+def parse_socketmap_request(payload: bytes) -> tuple[str, str] | Answer:
+    """Split ``<name> <key>`` into (map name, key); a request without a key gets PERM.
 
     A key that is not UTF-8 cannot be a domain name; it is passed on as an
     undecodable marker so the lookup answers NOTFOUND for it.
@@ -84,6 +78,6 @@ def parse_socketmap_request(payload: bytes) -> SocketmapRequest | Answer:
     if not name or not key:
         return perm("malformed socketmap request: expected '<map name> <key>'")
     try:
-        return SocketmapRequest(name.decode("ascii"), key.decode("utf-8"))
+        return name.decode("ascii"), key.decode("utf-8")
     except UnicodeDecodeError:
         return NOTFOUND

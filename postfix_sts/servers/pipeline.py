@@ -111,7 +111,10 @@ class PipelinedProtocol(asyncio.Protocol):
             log.exception("lookup of %r failed", key[:200])
             result = temp("postfix-sts internal error, see its log")
         if isinstance(result, Answer):
-            self._reply(result)
+            if self._pending:
+                self._reply(result)
+            elif self._transport is not None:
+                self._transport.write(self.encode(result))
             return
         self._pending.append(result)
         result.add_done_callback(self._flush)

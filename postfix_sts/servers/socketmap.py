@@ -38,7 +38,8 @@ class SocketmapProtocol(PipelinedProtocol):
         request = parse_socketmap_request(payload)
         if isinstance(request, Answer):
             return request
-        return self._profile_for(request.map_name), request.key
+        map_name, key = request
+        return self._profile_for(map_name), key
 
     def encode(self, answer: Answer) -> bytes:
         return answer.socketmap_frame

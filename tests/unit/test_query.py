@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from postfix_sts.core.answer import (
     NOTFOUND,
     Answer,
-    SocketmapRequest,
     Status,
     parse_socketmap_request,
 )
@@ -263,23 +262,23 @@ def test_normalize_is_idempotent_and_never_raises(key: str) -> None:
 
 def test_request_is_split_into_map_name_and_key() -> None:
     """#175: a request is ``<name> SP <key>``."""
-    assert SocketmapRequest("postfix", "good.loc") == parse_socketmap_request(b"postfix good.loc")
+    assert ("postfix", "good.loc") == parse_socketmap_request(b"postfix good.loc")
 
 
 def test_request_key_keeps_everything_after_the_first_space() -> None:
     """socketmap_table(5): the name ends at the first space; the rest is the key."""
-    assert SocketmapRequest("postfix", "a b c") == parse_socketmap_request(b"postfix a b c")
+    assert ("postfix", "a b c") == parse_socketmap_request(b"postfix a b c")
 
 
 def test_request_key_keeps_brackets_and_port() -> None:
     """#121: the full next hop incl. ``[]`` and port reaches the key, verbatim."""
-    expected = SocketmapRequest("postfix", "[mail.example.com]:587")
+    expected = ("postfix", "[mail.example.com]:587")
     assert expected == parse_socketmap_request(b"postfix [mail.example.com]:587")
 
 
 def test_utf8_key_is_decoded() -> None:
     """#208/#209: a U-label key arrives as UTF-8."""
-    expected = SocketmapRequest("postfix", "faß.de")
+    expected = ("postfix", "faß.de")
     assert expected == parse_socketmap_request("postfix faß.de".encode())
 
 
@@ -311,4 +310,4 @@ def test_non_utf8_key_gets_notfound() -> None:
 def test_any_request_payload_gives_a_request_or_an_answer(payload: bytes) -> None:
     """errors.py: no exception escapes a core function; each request gets a reply."""
     result = parse_socketmap_request(payload)
-    assert isinstance(result, SocketmapRequest | Answer)
+    assert isinstance(result, tuple | Answer)
