@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 import dns.rdatatype
 
 from postfix_sts.core.dane import (
+    MX_NOT_AUTHENTICATED,
+    MX_NOT_TRUSTED,
+    NULL_MX,
+    NXDOMAIN,
     DaneVerdict,
     HostFacts,
     HostState,
@@ -80,13 +84,12 @@ class DaneResolver:
         report.mx_status, report.mx_records = mx.status, mx.rdatas
         report.mx_secure = mx.secure and trust_ad
         if mx.status == "nxdomain":
-            return no_dane(f"{domain} does not exist (NXDOMAIN)")
+            return NXDOMAIN
         if not report.mx_secure:
-            why = "not authenticated" if trust_ad else "not trusted: resolver does not validate"
-            return no_dane(f"MX RRset of {domain} is {why}")
+            return MX_NOT_AUTHENTICATED if trust_ad else MX_NOT_TRUSTED
         hosts = _mx_hosts(domain, mx)
         if hosts is None:
-            return no_dane(f"{domain} has a null MX (RFC 7505)")
+            return NULL_MX
         report.hosts = list(
             await asyncio.gather(*(self._host(report, name, pref) for pref, name in hosts))
         )

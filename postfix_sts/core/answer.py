@@ -6,6 +6,7 @@ or ``PERM <reason>``.  Status words are case-sensitive (#177).
 """
 
 import enum
+import sys
 from dataclasses import dataclass, field
 
 from postfix_sts.core.netstring import MAX_REPLY_BYTES, encode
@@ -38,7 +39,7 @@ class Answer:
     def __post_init__(self) -> None:
         if not self.kind:
             kind = self.text.partition(" ")[0] if self.status is Status.OK else ""
-            object.__setattr__(self, "kind", kind or self.status.value.lower())
+            object.__setattr__(self, "kind", sys.intern(kind or self.status.value.lower()))
         object.__setattr__(self, "socketmap_frame", encode(self.socketmap_payload()))
 
     def socketmap_payload(self) -> bytes:

@@ -34,10 +34,6 @@ type 1 with 32 bytes, 2 with 64 bytes, or 0 with parsable DER (RFC 7672 section
 import enum
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import load_der_public_key
-
 
 @dataclass(frozen=True, slots=True)
 class Tlsa:
@@ -60,6 +56,13 @@ class Tlsa:
 
 
 def _parses_as_der(selector: int, data: bytes) -> bool:
+    # imported here: matching type 0 is rare, and cryptography costs memory
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        load_der_public_key,
+    )
+
     try:
         if selector == 0:
             x509.load_der_x509_certificate(data)
@@ -114,6 +117,17 @@ def no_dane(reason: str) -> DaneVerdict:
     return DaneVerdict(None, None, reason)
 
 
+# "No DANE" verdicts are the common case and are cached per domain: one shared
+# object per reason, so the reason text is not stored once per domain (the log
+# line of each resolution names the domain).
+NXDOMAIN = no_dane("the domain does not exist (NXDOMAIN)")
+NULL_MX = no_dane("the domain has a null MX (RFC 7505)")
+MX_NOT_AUTHENTICATED = no_dane("the MX RRset is not authenticated")
+MX_NOT_TRUSTED = no_dane("the MX RRset is not trusted: the resolver does not validate")
+NO_HOST_ADDRESS = no_dane("no MX host has an address")
+NO_HOST_TLSA = no_dane("no MX host has a secure TLSA RRset")
+
+
 def dane_temp(reason: str) -> DaneVerdict:
     return DaneVerdict(None, reason, reason)
 
@@ -122,10 +136,10 @@ def decide(domain: str, hosts: list[HostFacts]) -> DaneVerdict:
     """The level for ``domain`` whose MX RRset is secure and whose hosts are ``hosts``."""
     reachable = [h for h in hosts if h.state is not HostState.NO_ADDRESS]
     if not reachable:
-        return no_dane(f"no MX host of {domain} has an address")
+        return NO_HOST_ADDRESS
     with_tlsa = [h for h in reachable if h.state in (HostState.USABLE, HostState.UNUSABLE)]
     if not with_tlsa:
-        return no_dane(f"no MX host of {domain} has a secure TLSA RRset")
+        return NO_HOST_TLSA
     if all(h.state is HostState.USABLE for h in reachable):
         names = ", ".join(h.name for h in reachable)
         return DaneVerdict(Level.DANE_ONLY, None, f"every MX host has usable TLSA ({names})")
