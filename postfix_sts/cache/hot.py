@@ -65,15 +65,25 @@ class HotNegative:
         return NOTFOUND
 
 
+#: A DANE decision in use is re-resolved in the background this long before it
+#: expires, or after 80% of its lifetime if that is shorter; never served after.
+DANE_REFRESH_AHEAD = 10.0
+
+
 class HotDane:
-    """A DANE decision until ``expires_at``; ``answer`` is None when DANE does not apply."""
+    """A DANE decision until ``expires_at``; ``answer`` is None when DANE does not apply.
 
-    __slots__ = ("answer", "expires_at", "verdict")
+    ``refresh_at``: when a lookup should start re-resolving it in the background.
+    """
 
-    def __init__(self, verdict: DaneVerdict, expires_at: float) -> None:
+    __slots__ = ("answer", "expires_at", "refresh_at", "verdict")
+
+    def __init__(self, verdict: DaneVerdict, expires_at: float, decided_at: float) -> None:
         self.verdict = verdict
         self.answer = render_dane(verdict)
         self.expires_at = expires_at
+        lifetime = max(expires_at - decided_at, 0.0)
+        self.refresh_at = expires_at - min(DANE_REFRESH_AHEAD, 0.2 * lifetime)
 
 
 HotEntry = HotPolicy | HotNegative
@@ -109,13 +119,17 @@ class _BoundedMap(dict[str, _V]):
     sampling, as Redis does); entries without ``last_used`` go first.
     """
 
-    def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
+    def __init__(
+        self, maxsize: int, on_evict: Callable[[], None], on_change: Callable[[], None]
+    ) -> None:
         super().__init__()
         self.maxsize = maxsize
         self.counts: collections.Counter[str] = collections.Counter()
         self._on_evict = on_evict
+        self._on_change = on_change
 
     def __setitem__(self, key: str, value: _V) -> None:
+        self._on_change()
         old = dict.pop(self, key, None)
         if old is not None:
             self.counts[entry_kind(old)] -= 1
@@ -127,6 +141,7 @@ class _BoundedMap(dict[str, _V]):
     def discard(self, key: str) -> None:
         old = dict.pop(self, key, None)
         if old is not None:
+            self._on_change()
             self.counts[entry_kind(old)] -= 1
 
     def _evict_one(self) -> None:
@@ -148,16 +163,21 @@ class PolicyCache:
     ) -> None:
         self._store = store
         self._on_backend_error = on_backend_error
-        self._entries: _BoundedMap[HotEntry] = _BoundedMap(max_entries, on_evict)
-        self._dane: _BoundedMap[HotDane] = _BoundedMap(max_entries, on_evict)
+        #: Moves on every change to the hot layer; answers derived from it are
+        #: valid only while it stays the same (PolicyService's fast path).
+        self.generation = 0
+        self._entries: _BoundedMap[HotEntry] = _BoundedMap(max_entries, on_evict, self._changed)
+        self._dane: _BoundedMap[HotDane] = _BoundedMap(max_entries, on_evict, self._changed)
+        # Reads are the maps' own dict.get: a C call, no Python frame (the hot path).
+        self.peek: Callable[[str], HotEntry | None] = self._entries.get
+        self.peek_dane: Callable[[str], HotDane | None] = self._dane.get
 
-    def peek_dane(self, domain: str) -> HotDane | None:
-        """The DANE decision for ``domain``, memory only (the lookup hot path)."""
-        return self._dane.get(domain)
+    def _changed(self) -> None:
+        self.generation += 1
 
-    def put_dane(self, domain: str, verdict: DaneVerdict, expires_at: float) -> None:
-        """Remember a DANE decision; durable unless it is TEMP."""
-        self._dane[domain] = HotDane(verdict, expires_at)
+    def put_dane(self, domain: str, verdict: DaneVerdict, expires_at: float, now: float) -> None:
+        """Remember a DANE decision made at ``now``; durable unless it is TEMP."""
+        self._dane[domain] = HotDane(verdict, expires_at, now)
         if verdict.temp is None:
             level = verdict.level.value if verdict.level else ""
             stored = StoredDane(domain, level, verdict.reason, expires_at)
@@ -167,11 +187,12 @@ class PolicyCache:
         """Load unexpired DANE decisions from the durable store."""
         stored = self._store.load_dane(now)
         for row in stored:
-            self._dane[row.domain] = HotDane(row.restore(), row.expires_at)
+            self._dane[row.domain] = HotDane(row.restore(), row.expires_at, now)
         return len(stored)
 
     def forget_rendered_answers(self) -> None:
         """Drop every rendered answer (profiles changed on reload); re-rendered on use."""
+        self._changed()
         for hot in self._entries.values():
             if isinstance(hot, HotPolicy):
                 hot.forget_answers()
@@ -237,10 +258,6 @@ class PolicyCache:
                 loaded.append(entry)
         return loaded
 
-    def peek(self, domain: str) -> HotEntry | None:
-        """The hot entry for ``domain``, memory only (the lookup hot path)."""
-        return self._entries.get(domain)
-
     def get(self, domain: str) -> CachedPolicy | None:
         """The cached policy, from memory or else the durable store (resolution path)."""
         hot = self._entries.get(domain)
@@ -263,6 +280,7 @@ class PolicyCache:
         current = self._entries.get(entry.domain)
         last_used = current.last_used if current is not None else now
         if isinstance(current, HotPolicy) and current.entry.policy is entry.policy:
+            self._changed()
             current.entry = entry  # same policy, new schedule: keep the rendered answers
             current.expires_at = entry.expires_at
         else:

@@ -27,7 +27,9 @@ MAX_PENDING = 128
 
 
 class Lookup(Protocol):
-    def lookup(self, profile: Profile, key: str) -> "Answer | asyncio.Task[Answer]": ...
+    def lookup(
+        self, profile: Profile, key: str, raw: bytes = b""
+    ) -> "Answer | asyncio.Task[Answer]": ...
 
 
 class PipelinedProtocol(asyncio.Protocol):
@@ -51,8 +53,9 @@ class PipelinedProtocol(asyncio.Protocol):
     def feed(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def next_request(self) -> "tuple[Profile, str] | Answer | None":
-        """The next (profile, key), an immediate answer, ``None``, or FramingError."""
+    def next_request(self) -> "tuple[Profile, str, bytes] | Answer | None":
+        """The next (profile, key, raw request), an immediate answer, ``None``, or
+        FramingError; ``raw`` may be empty where the protocol has no fast path."""
         raise NotImplementedError
 
     def encode(self, answer: Answer) -> bytes:
@@ -104,9 +107,9 @@ class PipelinedProtocol(asyncio.Protocol):
             else:
                 self._dispatch(*request)
 
-    def _dispatch(self, profile: Profile, key: str) -> None:
+    def _dispatch(self, profile: Profile, key: str, raw: bytes) -> None:
         try:
-            result = self._lookup.lookup(profile, key)
+            result = self._lookup.lookup(profile, key, raw)
         except Exception:
             log.exception("lookup of %r failed", key[:200])
             result = temp("postfix-sts internal error, see its log")

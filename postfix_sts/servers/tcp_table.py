@@ -31,14 +31,14 @@ class TcpTableProtocol(PipelinedProtocol):
     def feed(self, data: bytes) -> None:
         self._decoder.feed(data)
 
-    def next_request(self) -> tuple[Profile, str] | Answer | None:
+    def next_request(self) -> tuple[Profile, str, bytes] | Answer | None:
         line = self._decoder.next_line()
         if line is None:
             return None
         key = parse_request(line)
         if isinstance(key, Answer):
             return key
-        return self._profile(), key
+        return self._profile(), key, b""
 
     def encode(self, answer: Answer) -> bytes:
         return encode_reply(answer)
