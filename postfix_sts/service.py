@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from postfix_sts.cache.hot import PolicyCache
+from postfix_sts.cache.hot import HotEntry, PolicyCache
 from postfix_sts.clock import Clock
 from postfix_sts.core.answer import NOTFOUND, Answer, temp
 from postfix_sts.core.cache_rules import (
@@ -115,7 +115,7 @@ class PolicyService:
         self._now = clock.now  # bound once: the hot path reads the clocks
         self._monotonic = clock.monotonic
         self._keys: dict[str, str | NotADomain] = {}
-        self._fast: dict[bytes, tuple[int, float, Answer, str]] = {}
+        self._fast: dict[bytes, tuple[int, float, Answer, str, HotEntry | None]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self.refresher = Refresher(
             cache=cache,
@@ -181,6 +181,7 @@ class PolicyService:
             return NOTFOUND
         now = self._now()
         answer: Answer | None = None
+        hot: HotEntry | None = None
         valid_until = math.inf
         if self._dane is not None:
             dane = self._cache.peek_dane(domain)
@@ -201,7 +202,7 @@ class PolicyService:
         if raw and len(raw) <= MEMO_KEY_LENGTH and now < valid_until:
             if len(self._fast) >= FAST_ANSWERS:
                 self._fast.clear()
-            self._fast[raw] = (self._cache.generation, valid_until, answer, profile.name)
+            self._fast[raw] = (self._cache.generation, valid_until, answer, profile.name, hot)
         self._metrics.lookup(answer.kind, profile.name, "cache", self._monotonic() - started)
         return answer
 
@@ -216,9 +217,12 @@ class PolicyService:
         if hit is None:
             return None
         started = self._monotonic()
-        generation, valid_until, answer, profile = hit
-        if generation != self._cache.generation or self._now() >= valid_until:
+        generation, valid_until, answer, profile, hot = hit
+        now = self._now()
+        if generation != self._cache.generation or now >= valid_until:
             return None
+        if hot is not None:
+            hot.last_used = now  # keeps a busy policy refreshed (refresher's idle check)
         self._metrics.lookup(answer.kind, profile, "cache", self._monotonic() - started)
         return answer.socketmap_frame
 

@@ -81,3 +81,19 @@ def test_long_requests_are_not_remembered() -> None:
         assert None is service.fast_answer(raw)
 
     asyncio.run(run())
+
+
+def test_a_fast_answer_keeps_its_policy_marked_as_used() -> None:
+    """The refresher refreshes only policies in use: fast answers count as use."""
+
+    async def run() -> None:
+        clock = ManualClock()
+        service, cache = served(clock)
+        service.lookup(Profile(), DOMAIN, RAW)
+        clock.advance(30.0)
+        assert service.fast_answer(RAW) is not None
+        hot = cache.peek(DOMAIN)
+        assert hot is not None
+        assert clock.now() == hot.last_used
+
+    asyncio.run(run())
