@@ -81,15 +81,7 @@ ZONES = (
 
 def start_world(directory: Path, https_port: int) -> World:
     """tests.world's World, with its policy server on ``https_port`` (0: any)."""
-    world = World(directory, ZONES)
-    world.https.port = https_port
-    try:
-        world.dns.start()
-        world.https.start()
-    except BaseException:
-        world.close()
-        raise
-    return world
+    return World.start(directory, ZONES, https_port=https_port)
 
 
 def publish(world: World, domains: Iterable[str]) -> int:

@@ -47,9 +47,13 @@ class World:
         self.https = PolicyServer(self.ca, self.untrusted_ca)
 
     @classmethod
-    def start(cls, directory: Path, zones: tuple[ZoneSpec, ...] = DEFAULT_ZONES) -> World:
-        """Create and start a world; on failure, whatever started is stopped."""
+    def start(
+        cls, directory: Path, zones: tuple[ZoneSpec, ...] = DEFAULT_ZONES, https_port: int = 0
+    ) -> World:
+        """Create and start a world (policy server on ``https_port``, 0: any free
+        port); on failure, whatever started is stopped."""
         world = cls(directory, zones)
+        world.https.port = https_port
         try:
             world.dns.start()
             world.https.start()
