@@ -80,10 +80,6 @@ class Resolution:
     dns_seconds: float
     fetch_seconds: float | None
 
-    @property
-    def policy(self) -> CachedPolicy | None:
-        return self.outcome.entry
-
 
 class PolicyService:
     """MTA-STS lookups for the servers and the CLI."""

@@ -2,7 +2,7 @@
 
 Standard library only; nothing here requires systemd to be running.  Outside a
 ``Type=notify`` unit (``NOTIFY_SOCKET`` unset) :class:`Notifier` does nothing,
-and outside socket activation :func:`listen_fds` returns an empty list, so the
+and outside socket activation :func:`listen_fds_with_names` returns an empty list, so the
 daemon behaves the same under a plain shell, in tests and under systemd.
 
 * :class:`Notifier` sends ``READY=1``, ``RELOADING=1`` (with ``MONOTONIC_USEC``
@@ -13,7 +13,7 @@ daemon behaves the same under a plain shell, in tests and under systemd.
 * :func:`run_watchdog` pings ``WATCHDOG=1`` every half ``$WATCHDOG_USEC`` while
   a health check passes; when the event loop stalls, the pings stop and
   systemd restarts the service after ``WatchdogSec=``.
-* :func:`listen_fds` returns the sockets passed by a ``.socket`` unit
+* :func:`listen_fds_with_names` returns the sockets passed by a ``.socket`` unit
   (sd_listen_fds(3): ``LISTEN_PID``, ``LISTEN_FDS``, ``LISTEN_FDNAMES``,
   descriptors from 3).
 """
@@ -182,20 +182,6 @@ async def run_watchdog(
         else:
             log.warning("systemd watchdog: health check failed; not pinging")
         await asyncio.sleep(period)
-
-
-def listen_fds(
-    environ: MutableMapping[str, str] | None = None,
-    *,
-    pid: int | None = None,
-    unset_environment: bool = True,
-) -> list[socket.socket]:
-    """The sockets passed by systemd socket activation, in order; [] if none.
-
-    See :func:`listen_fds_with_names`.
-    """
-    passed = listen_fds_with_names(environ, pid=pid, unset_environment=unset_environment)
-    return [sock for _name, sock in passed]
 
 
 def listen_fds_with_names(

@@ -67,9 +67,6 @@ class CachedPolicy:
         """When the policy should be fetched again even if its id is unchanged."""
         return self.fetched_at + min(self.policy.max_age / 2, REFRESH_AFTER)
 
-    def check_due(self, now: float) -> bool:
-        return now >= self.next_check_at
-
 
 @dataclass(frozen=True, slots=True)
 class Intervals:

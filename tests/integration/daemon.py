@@ -62,6 +62,17 @@ def world_config(
     return config
 
 
+def run_cli(*args: str) -> "subprocess.CompletedProcess[str]":
+    """``python -m postfix_sts ARGS`` as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "postfix_sts", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ import calendar
 import json
 import shutil
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon import Daemon, eventually, render_toml
+from tests.integration.daemon import Daemon, eventually, render_toml, run_cli
 from tests.world import World
 
 StartDaemon = Callable[..., Daemon]
@@ -27,16 +26,6 @@ StartDaemon = Callable[..., Daemon]
 def policy(*mx: str, mode: str = "enforce", max_age: int = 86400) -> str:
     lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), f"max_age: {max_age}"]
     return "\n".join(lines) + "\n"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "postfix_sts", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def cache_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,22 +1,10 @@
 """``postfix-sts query`` explains a domain; config errors are one clear line."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.integration.daemon import render_toml, world_config
+from tests.integration.daemon import render_toml, run_cli, world_config
 from tests.world import World
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "postfix_sts", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def cli_config(world: World, tmp_path: Path) -> Path:

@@ -7,8 +7,6 @@ daemon decides the level; Postfix does the TLSA checks itself (test_e2e_*).
 
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,7 +16,7 @@ import dns.name
 import dns.rdatatype
 import pytest
 
-from tests.integration.daemon import Daemon, free_port
+from tests.integration.daemon import Daemon, free_port, run_cli
 from tests.world import World, dnsconf, procs
 from tests.world.dns import answer_rdatas, query
 
@@ -264,22 +262,7 @@ def test_query_explains_the_dane_half(world: World, start_daemon: StartDaemon) -
     mx_with_tlsa(world, "explain.dane.test", "mx.explain.dane.test", tlsa_usable())
     world.dns.apply()
     daemon = start_daemon()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "postfix_sts",
-            "query",
-            "explain.dane.test",
-            "--json",
-            "--config",
-            str(daemon.config_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("query", "explain.dane.test", "--json", "--config", str(daemon.config_path))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["answer"] == "OK dane-only"

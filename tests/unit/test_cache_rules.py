@@ -102,15 +102,6 @@ def test_expires_at_is_fetched_at_plus_max_age() -> None:
     assert T0 + MAX_AGE == cached().expires_at
 
 
-def test_check_is_due_at_next_check_time() -> None:
-    entry = cached(next_check_at=T0 + 10)
-    assert (False, True, True) == (
-        entry.check_due(T0 + 9),
-        entry.check_due(T0 + 10),
-        entry.check_due(T0 + 11),
-    )
-
-
 def test_expiry_with_a_manual_clock() -> None:
     """#92 via clock.ManualClock: the service's view of the same boundary."""
     clock = ManualClock(start=T0)

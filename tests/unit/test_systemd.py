@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from postfix_sts import systemd
-from postfix_sts.systemd import Notifier, listen_fds, listen_fds_with_names, run_watchdog
+from postfix_sts.systemd import Notifier, listen_fds_with_names, run_watchdog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECV_TIMEOUT = 5.0
@@ -537,7 +537,7 @@ def test_listen_fds_meant_for_another_process_are_ignored() -> None:
 def test_listen_fds_without_activation_is_empty(env: dict[str, str]) -> None:
     environ = dict(env)
 
-    assert [] == listen_fds(environ, pid=4242)
+    assert [] == listen_fds_with_names(environ, pid=4242)
     assert {} == environ  # the LISTEN_* variables are consumed either way
 
 
